@@ -1,0 +1,28 @@
+"""Flask-Duplex: real-time, two-way WebSocket routes for Flask apps."""
+
+from __future__ import annotations
+
+from .connection import WebSocket
+from .errors import (
+    ConnectionClosed,
+    DuplexError,
+    HandshakeRejected,
+    InvalidJSON,
+    UnsupportedServer,
+)
+from .extension import Duplex, DuplexState
+from .options import Options
+
+__all__ = [
+    "ConnectionClosed",
+    "Duplex",
+    "DuplexError",
+    "DuplexState",
+    "HandshakeRejected",
+    "InvalidJSON",
+    "Options",
+    "UnsupportedServer",
+    "WebSocket",
+]
+
+__version__ = "0.1.0"

@@ -1,0 +1,648 @@
+"""The WebSocket connection a handler receives: messages in, messages out.
+
+Who owns the socket, and when
+-----------------------------
+The websockets ``ServerProtocol`` turns bytes into frames and frames into
+bytes; it does no I/O and is not thread-safe, so every call into it happens
+under ``_lock``. Bytes it produces go to ``_outbox`` under the same lock, and
+whoever holds ``_write_lock`` writes the outbox to the socket in order, so a
+message is written whole even when several threads send at once.
+
+Reading has exactly one owner at a time:
+
+* While a thread waits in :meth:`WebSocket.receive` and no message is queued,
+  that thread reads the socket itself. The echo loop of a handler therefore
+  costs no thread switch: the same thread reads, parses and answers.
+* At any other time the process's reactor (``reactor.py``) reads it, so that
+  pings are answered, a peer's close is completed and keepalive runs even
+  while the handler sleeps or waits on something else. Messages it reads
+  queue in ``_inbox`` for the next ``receive()``; past ``_INBOX_HIGH_WATER``
+  queued messages it stops reading, and TCP pushes back on the peer.
+
+The switch happens under ``_lock``: the reactor reads only when ``_direct`` is
+false, and a receiving thread sets it, under the lock, before reading.
+
+How a connection ends
+---------------------
+A close frame from the peer is echoed at once by the protocol, which then asks
+for the TCP write side to be shut down; ``receive()`` raises
+:class:`ConnectionClosed` once the queued messages are delivered. A close
+started here (:meth:`WebSocket.close`, or the handler returning) sends a close
+frame and waits up to ``close_timeout`` for the peer's; then the write side is
+shut down. Either way nothing can follow the close frame on the wire: the
+kernel refuses writes after ``shutdown(SHUT_WR)``. A keepalive timeout, an
+I/O error or a close that times out aborts: the socket is shut down both ways,
+which also wakes any thread blocked on it.
+"""
+
+from __future__ import annotations
+
+import codecs
+import collections
+import json
+import os
+import select
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any, cast
+
+from websockets.frames import Close, Frame, Opcode
+from websockets.protocol import State
+from websockets.server import ServerProtocol
+
+from .errors import ConnectionClosed, InvalidJSON
+from .options import Options
+from .reactor import EVENT_READ, EVENT_WRITE, Reactor, Timer
+
+__all__ = ["WebSocket"]
+
+Message = str | bytes
+
+# Close codes after which iterating over a connection ends without an error:
+# normal closure, going away, and a close frame without a code (what browsers
+# send for a plain ``ws.close()``).
+NORMAL_CLOSE_CODES = frozenset({1000, 1001, 1005})
+
+_INBOX_HIGH_WATER = 32
+_RECV_SIZE = 256 * 1024
+
+_TEXT, _BINARY, _CONT, _PONG = Opcode.TEXT, Opcode.BINARY, Opcode.CONT, Opcode.PONG
+
+
+class WebSocket:
+    """One WebSocket connection, as seen by the route handler.
+
+    Every method may be called from any thread. Messages are ``str`` for text
+    frames and ``bytes`` for binary frames.
+
+    Attributes:
+        id: A unique string naming this connection.
+        environ: The WSGI environ of the upgrade request.
+        subprotocol: The negotiated subprotocol, or ``None``.
+    """
+
+    def __init__(
+        self,
+        protocol: ServerProtocol,
+        sock: socket.socket,
+        *,
+        options: Options,
+        environ: Mapping[str, Any],
+        reactor: Reactor,
+        prefetched: bytes = b"",
+        json_dumps: Callable[[Any], str] = json.dumps,
+        json_loads: Callable[[str | bytes], Any] = json.loads,
+    ) -> None:
+        self.id = uuid.uuid4().hex
+        self.environ = environ
+        self.subprotocol: str | None = protocol.subprotocol
+        self._protocol = protocol
+        self._sock = sock
+        self._options = options
+        self._reactor = reactor
+        self._json_dumps = json_dumps
+        self._json_loads = json_loads
+
+        self._lock = threading.Lock()
+        self._input_ready = threading.Condition(self._lock)
+        self._write_lock = threading.Lock()
+        self._receive_lock = threading.Lock()
+
+        self._outbox: list[bytes] = []
+        self._inbox: collections.deque[Message] = collections.deque()
+        self._fragments: list[Any] = []
+        self._decoder: codecs.IncrementalDecoder | None = None
+        self._pings: dict[bytes, threading.Event] = {}
+
+        self._direct = False  # a receiving thread owns reading
+        self._input_done = False  # nothing more will be read
+        self._failed = False  # this side failed the connection
+        self._finished = False  # the handler returned; the socket is the server's again
+        self._events = 0  # what the reactor watches for
+        self._keepalive: Timer | None = None
+        self._keepalive_pong: threading.Event | None = None
+
+        self._sock_timeout = sock.gettimeout()
+        sock.setblocking(False)
+        if prefetched:
+            with self._lock:
+                self._feed(prefetched)
+        with self._lock:
+            self._update_watch()
+        self._flush(block=False)
+        if options.ping_interval is not None:
+            self._keepalive = reactor.call_later(options.ping_interval, self._send_keepalive_ping)
+
+    # -- public API ---------------------------------------------------------
+
+    @property
+    def remote_addr(self) -> str | None:
+        """The client's address, as the WSGI server saw it (``REMOTE_ADDR``)."""
+        return self.environ.get("REMOTE_ADDR")
+
+    @property
+    def closed(self) -> bool:
+        """True once a close frame was sent or received, or the connection dropped."""
+        return self._protocol.state is not State.OPEN or self._input_done
+
+    @property
+    def close_code(self) -> int | None:
+        """The close code (see :class:`ConnectionClosed`), or ``None`` while open."""
+        return self._close_info()[0] if self.closed else None
+
+    @property
+    def close_reason(self) -> str | None:
+        """The close reason, or ``None`` while open."""
+        return self._close_info()[1] if self.closed else None
+
+    def receive(self, timeout: float | None = None) -> Message | None:
+        """Return the next message.
+
+        Args:
+            timeout: Seconds to wait; ``None`` waits until a message comes.
+
+        Returns:
+            The message (``str`` or ``bytes``), or ``None`` if ``timeout``
+            seconds passed first.
+
+        Raises:
+            ConnectionClosed: The connection is closed and every message that
+                arrived before the close was already returned.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        if not self._receive_lock.acquire(timeout=-1 if timeout is None else max(timeout, 0)):
+            return None
+        try:
+            with self._lock:
+                if self._inbox:
+                    return self._pop_message()
+                if self._input_done:
+                    raise self._closed_error()
+                self._direct = True
+                self._update_watch()
+            try:
+                return self._read_until_message(deadline)
+            finally:
+                with self._lock:
+                    self._direct = False
+                    self._update_watch()
+        finally:
+            self._receive_lock.release()
+
+    def __iter__(self) -> Iterator[Message]:
+        """Yield messages until the connection closes.
+
+        Ends quietly on close codes 1000, 1001 and 1005 (no code); raises
+        :class:`ConnectionClosed` on any other.
+        """
+        while True:
+            try:
+                message = self.receive()
+            except ConnectionClosed as exc:
+                if exc.code in NORMAL_CLOSE_CODES:
+                    return
+                raise
+            assert message is not None
+            yield message
+
+    def send(self, message: str | bytes | bytearray | memoryview) -> None:
+        """Send ``message``: a text frame for ``str``, a binary frame for bytes-like.
+
+        Raises:
+            TypeError: ``message`` is neither ``str`` nor bytes-like.
+            ConnectionClosed: The connection is closed.
+        """
+        if isinstance(message, str):
+            data: bytes | bytearray | memoryview = message.encode()
+            text = True
+        elif isinstance(message, bytes | bytearray | memoryview):
+            data, text = message, False
+        else:
+            raise TypeError(
+                f"send() takes str or bytes-like, not {type(message).__name__}; "
+                "use send_json() to send other objects as JSON"
+            )
+        with self._lock:
+            if self._protocol.state is not State.OPEN:
+                raise self._closed_error()
+            if text:
+                self._protocol.send_text(data)
+            else:
+                self._protocol.send_binary(data)
+            self._outbox += self._protocol.data_to_send()
+        self._flush(block=True)
+
+    def send_json(self, obj: Any) -> None:
+        """Send ``obj`` encoded as JSON, in a text frame."""
+        self.send(self._json_dumps(obj))
+
+    def receive_json(self, timeout: float | None = None) -> Any:
+        """Receive a message and decode it as JSON.
+
+        Returns:
+            The decoded value, or ``None`` if ``timeout`` passed first.
+
+        Raises:
+            InvalidJSON: The message is not valid JSON (a ``ValueError``; its
+                ``message`` attribute holds the raw message). The connection
+                stays open.
+            ConnectionClosed: As for :meth:`receive`.
+        """
+        message = self.receive(timeout)
+        if message is None:
+            return None
+        try:
+            return self._json_loads(message)
+        except ValueError as exc:
+            raise InvalidJSON(message, exc) from exc
+
+    def ping(self, data: bytes = b"") -> threading.Event:
+        """Send a ping; the returned event is set when the matching pong arrives.
+
+        Args:
+            data: The ping payload (at most 125 bytes); when empty, four random
+                bytes are sent so that each ping gets its own pong.
+
+        Raises:
+            ValueError: ``data`` is longer than 125 bytes.
+            ConnectionClosed: The connection is closed.
+        """
+        payload = bytes(data) or os.urandom(4)
+        if len(payload) > 125:
+            raise ValueError(f"a ping payload is at most 125 bytes, not {len(payload)}")
+        pong = self._queue_ping(payload)
+        self._flush(block=True)
+        return pong
+
+    def close(self, code: int = 1000, reason: str = "") -> None:
+        """Close the connection and wait (up to ``close_timeout``) for the peer to agree.
+
+        Calling it again, or after the peer closed, does nothing.
+
+        Raises:
+            ValueError: ``code`` may not be sent in a close frame (1000-1003,
+                1007-1014 and 3000-4999 may), or ``reason`` is longer than 123
+                bytes in UTF-8.
+        """
+        check_close(code, reason)
+        with self._lock:
+            if self._protocol.state is State.OPEN and not self._input_done:
+                self._protocol.send_close(code, reason)
+                self._outbox += self._protocol.data_to_send()
+                self._update_watch()
+        self._flush(block=True)
+        with self._lock:
+            done = self._input_ready.wait_for(
+                lambda: self._input_done, timeout=self._options.close_timeout
+            )
+        if not done:
+            self._abort()
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else "open"
+        return f"<WebSocket {self.id} {state} from {self.remote_addr}>"
+
+    # -- reading ------------------------------------------------------------
+
+    def _read_until_message(self, deadline: float | None) -> Message | None:
+        sock = self._sock
+        while True:
+            if deadline is None:
+                wait = None
+            else:
+                wait = deadline - time.monotonic()
+                if wait <= 0:
+                    return None
+            if not _wait_readable(sock, wait):
+                continue
+            data = _recv(sock)
+            if data is None:
+                continue
+            with self._lock:
+                self._feed(data)
+                message = self._pop_message() if self._inbox else None
+                if message is None and self._input_done:
+                    error: ConnectionClosed | None = self._closed_error()
+                else:
+                    error = None
+            self._flush(block=True)
+            if message is not None:
+                return message
+            if error is not None:
+                raise error
+
+    def _on_ready(self, mask: int) -> None:
+        # Reactor thread: never block here.
+        if mask & EVENT_READ:
+            with self._lock:
+                if self._direct or self._input_done or self._finished:
+                    return
+                data = _recv(self._sock)
+                if data is None:
+                    return
+                self._feed(data)
+                self._update_watch()
+        self._flush(block=False)
+
+    def _feed(self, data: bytes) -> None:
+        # Called with _lock held.
+        protocol = self._protocol
+        try:
+            if data:
+                protocol.receive_data(data)
+            else:
+                protocol.receive_eof()
+        except EOFError:
+            return  # Data that raced with an abort; the stream is already over.
+        # Past the handshake, every event is a frame.
+        for frame in cast("list[Frame]", protocol.events_received()):
+            opcode = frame.opcode
+            if opcode is _TEXT or opcode is _BINARY or opcode is _CONT:
+                if not self._assemble(frame):
+                    break
+            elif opcode is _PONG:
+                self._pong_received(bytes(frame.data))
+        self._outbox += protocol.data_to_send()
+        if not self._input_done and (
+            not data
+            or protocol.close_rcvd is not None
+            or protocol.parser_exc is not None
+            or protocol.state is State.CLOSED
+        ):
+            self._input_done = True
+            self._failed = self._failed or protocol.parser_exc is not None
+        self._input_ready.notify_all()
+
+    def _assemble(self, frame: Frame) -> bool:
+        """Add a data frame to the message being built; False if it failed the connection."""
+        data = frame.data
+        try:
+            if frame.fin and not self._fragments:
+                if frame.opcode is _TEXT:
+                    self._inbox.append(bytes(data).decode())
+                else:
+                    self._inbox.append(bytes(data))
+                return True
+            # Fragmented: decode text as it comes, to fail fast on bad UTF-8.
+            if frame.opcode is _TEXT:
+                self._decoder = codecs.getincrementaldecoder("utf-8")()
+            if self._decoder is not None:
+                self._fragments.append(self._decoder.decode(data, frame.fin))
+            else:
+                self._fragments.append(bytes(data))
+        except UnicodeDecodeError as exc:
+            self._fail_locked(1007, f"invalid UTF-8 at byte {exc.start}")
+            return False
+        if frame.fin:
+            joiner: Any = "" if self._decoder is not None else b""
+            self._inbox.append(joiner.join(self._fragments))
+            self._fragments = []
+            self._decoder = None
+        return True
+
+    def _pop_message(self) -> Message:
+        # Called with _lock held and _inbox not empty.
+        message = self._inbox.popleft()
+        if len(self._inbox) == _INBOX_HIGH_WATER - 1:
+            self._update_watch()
+        return message
+
+    # -- writing ------------------------------------------------------------
+
+    def _flush(self, block: bool) -> None:
+        """Write the outbox; with ``block=False`` (reactor), never wait on the socket."""
+        if not self._write_lock.acquire(blocking=block):
+            return  # The thread holding it writes what we queued.
+        while True:
+            with self._lock:
+                if not self._outbox:
+                    if self._events & EVENT_WRITE:
+                        self._update_watch()
+                    self._write_lock.release()
+                    return
+                chunks, self._outbox = self._outbox, []
+            try:
+                rest = self._write_chunks(chunks, block)
+            except OSError:
+                with self._lock:
+                    self._outbox.clear()
+                    self._write_lock.release()
+                self._abort()
+                if block:
+                    raise self._closed_error() from None
+                return
+            if rest:
+                with self._lock:
+                    self._outbox[:0] = rest
+                    self._update_watch(writing=True)
+                    self._write_lock.release()
+                return
+
+    def _write_chunks(self, chunks: list[bytes], block: bool) -> list[bytes]:
+        """Write chunks in order; return what could not be written without blocking."""
+        sock = self._sock
+        pending: list[bytes] = []
+        for chunk in chunks:
+            if not chunk:  # The protocol's end-of-stream marker.
+                if pending:
+                    rest = _send_all(sock, b"".join(pending), block)
+                    pending = []
+                    if rest:
+                        return [rest, chunk]
+                _shutdown(sock, socket.SHUT_WR)
+            else:
+                pending.append(chunk)
+        if pending:
+            rest = _send_all(sock, pending[0] if len(pending) == 1 else b"".join(pending), block)
+            if rest:
+                return [rest]
+        return []
+
+    # -- pings, keepalive, failure ------------------------------------------
+
+    def _queue_ping(self, payload: bytes) -> threading.Event:
+        with self._lock:
+            if self._protocol.state is not State.OPEN:
+                raise self._closed_error()
+            pong = self._pings.get(payload)
+            if pong is None:
+                pong = self._pings[payload] = threading.Event()
+                self._protocol.send_ping(payload)
+                self._outbox += self._protocol.data_to_send()
+        return pong
+
+    def _pong_received(self, payload: bytes) -> None:
+        # A pong acknowledges its ping and every ping sent before it.
+        if payload not in self._pings:
+            return
+        for key in list(self._pings):
+            self._pings.pop(key).set()
+            if key == payload:
+                break
+
+    def _send_keepalive_ping(self) -> None:
+        try:
+            self._keepalive_pong = self._queue_ping(os.urandom(4))
+        except ConnectionClosed:
+            return
+        self._flush(block=False)
+        options = self._options
+        if options.ping_timeout is None:
+            delay, callback = options.ping_interval or 0.0, self._send_keepalive_ping
+        else:
+            delay, callback = options.ping_timeout, self._check_keepalive_pong
+        self._keepalive = self._reactor.call_later(delay, callback)
+
+    def _check_keepalive_pong(self) -> None:
+        if self.closed:
+            return
+        pong = self._keepalive_pong
+        if pong is not None and not pong.is_set():
+            with self._lock:
+                self._fail_locked(1011, "keepalive ping timeout")
+            self._flush(block=False)
+            self._abort()
+            return
+        interval = self._options.ping_interval or 0.0
+        timeout = self._options.ping_timeout or 0.0
+        self._keepalive = self._reactor.call_later(
+            max(0.0, interval - timeout), self._send_keepalive_ping
+        )
+
+    def _fail_locked(self, code: int, reason: str) -> None:
+        """Fail the connection (RFC 6455 7.1.7): queue a close frame, stop reading."""
+        if not self._input_done:
+            self._protocol.fail(code, reason)
+            self._outbox += self._protocol.data_to_send()
+            self._failed = True
+            self._input_done = True
+            self._fragments = []
+            self._input_ready.notify_all()
+
+    def _abort(self) -> None:
+        """Drop the TCP connection; wakes every thread blocked on the socket."""
+        with self._lock:
+            if not self._input_done:
+                self._input_done = True
+                if self._protocol.close_sent is None:
+                    self._protocol.state = State.CLOSED
+            self._input_ready.notify_all()
+            self._update_watch()
+        _shutdown(self._sock, socket.SHUT_RDWR)
+
+    def _finish(self) -> None:
+        """The handler is done: stop all background work and hand the socket back."""
+        if self._keepalive is not None:
+            self._keepalive.cancel()
+        with self._lock:
+            self._finished = True
+            self._input_done = True
+            self._update_watch()
+            eof_sent = self._protocol.eof_sent
+        if not eof_sent:
+            _shutdown(self._sock, socket.SHUT_WR)
+        try:
+            self._sock.settimeout(self._sock_timeout)
+        except OSError:
+            pass
+
+    # -- state --------------------------------------------------------------
+
+    def _update_watch(self, writing: bool = False) -> None:
+        # Called with _lock held: tell the reactor what this socket needs.
+        events = 0
+        if not self._finished:
+            if not (self._direct or self._input_done) and (
+                len(self._inbox) < _INBOX_HIGH_WATER or self._protocol.state is not State.OPEN
+            ):
+                events |= EVENT_READ
+            if writing or (self._events & EVENT_WRITE and self._outbox):
+                events |= EVENT_WRITE
+        if events != self._events:
+            self._events = events
+            self._reactor.set_events(self._sock, events, self._on_ready)
+
+    def _close_info(self) -> tuple[int, str]:
+        received = self._protocol.close_rcvd
+        if received is not None:
+            return received.code, received.reason
+        sent = self._protocol.close_sent
+        if sent is not None and self._failed:
+            return sent.code, sent.reason
+        return 1006, ""
+
+    def _closed_error(self) -> ConnectionClosed:
+        code, reason = self._close_info()
+        return ConnectionClosed(code, reason)
+
+
+def check_close(code: int, reason: str) -> None:
+    """Raise ValueError unless ``code`` and ``reason`` fit in a close frame."""
+    if not isinstance(code, int) or isinstance(code, bool):
+        raise ValueError(f"close code must be an int, not {code!r}")
+    if not (code in _SENDABLE_CODES or 3000 <= code <= 4999):
+        raise ValueError(
+            f"close code {code} may not be sent; use 1000-1003, 1007-1014 or 3000-4999"
+        )
+    if len(reason.encode()) > 123:
+        raise ValueError("close reason is longer than 123 bytes in UTF-8")
+    Close(code, reason).serialize()
+
+
+_SENDABLE_CODES = frozenset({1000, 1001, 1002, 1003, *range(1007, 1015)})
+
+
+def _recv(sock: socket.socket) -> bytes | None:
+    """Read what the socket has: bytes, ``b""`` at end of stream, ``None`` if nothing yet."""
+    try:
+        return sock.recv(_RECV_SIZE)
+    except (BlockingIOError, InterruptedError):
+        return None
+    except OSError:
+        return b""  # Reset or shut down: the stream is over.
+
+
+def _send_all(sock: socket.socket, data: bytes, block: bool) -> bytes:
+    """Send ``data``; return the unsent rest (only when ``block`` is False)."""
+    view = memoryview(data)
+    while view:
+        try:
+            sent = sock.send(view)
+        except (BlockingIOError, InterruptedError):
+            if not block:
+                return bytes(view)
+            _wait_writable(sock)
+            continue
+        view = view[sent:]
+    return b""
+
+
+def _wait_readable(sock: socket.socket, timeout: float | None) -> bool:
+    return _wait(sock, False, timeout)
+
+
+def _wait_writable(sock: socket.socket) -> None:
+    _wait(sock, True, None)
+
+
+def _wait(sock: socket.socket, writing: bool, timeout: float | None) -> bool:
+    """Wait until ``sock`` is ready (or in error); False if ``timeout`` passed first."""
+    poll = getattr(select, "poll", None)
+    if poll is not None:
+        poller = poll()
+        poller.register(sock, select.POLLOUT if writing else select.POLLIN)
+        return bool(poller.poll(None if timeout is None else timeout * 1000))
+    # gevent's monkey-patching removes poll() and makes select() cooperative.
+    watched = [sock]
+    ready = select.select([] if writing else watched, watched if writing else [], watched, timeout)
+    return any(ready)
+
+
+def _shutdown(sock: socket.socket, how: int) -> None:
+    try:
+        sock.shutdown(how)
+    except OSError:
+        pass  # Already shut down, or the peer reset the connection.

@@ -1,0 +1,214 @@
+"""The Flask extension: ``Duplex``, its routes and its per-app state."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import sys
+import threading
+import weakref
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from flask import Blueprint, Flask, Response, current_app, request
+from flask.signals import got_request_exception
+
+from . import servers
+from .connection import WebSocket
+from .errors import ConnectionClosed
+from .handshake import Rejected, negotiate
+from .options import CONFIG_PREFIX, Options, check_names
+
+__all__ = ["Duplex", "DuplexState"]
+
+logger = logging.getLogger("flask_duplex")
+
+Handler = Callable[..., Any]
+F = TypeVar("F", bound=Handler)
+
+_OPTION_DEFAULTS = {field.name: field.default for field in dataclasses.fields(Options)}
+
+
+@dataclasses.dataclass
+class _Route:
+    rule: str
+    handler: Handler
+    endpoint: str
+    options: dict[str, Any]
+
+
+class DuplexState:
+    """What Flask-Duplex keeps for one app, in ``app.extensions["duplex"]``.
+
+    Attributes:
+        duplex: The :class:`Duplex` bound to the app.
+        connections: The app's open WebSocket connections in this process.
+    """
+
+    def __init__(self, duplex: Duplex, app: Flask) -> None:
+        self.duplex = duplex
+        self.connections: set[WebSocket] = set()
+        self.lock = threading.Lock()
+        self._app = weakref.ref(app)
+        self.warned_servers: set[str] = set()
+
+
+class Duplex:
+    """WebSocket routes for a Flask app.
+
+    Use ``Duplex(app)``, or ``Duplex()`` then :meth:`init_app` in an app
+    factory; one ``Duplex`` can serve several apps.
+    """
+
+    def __init__(self, app: Flask | None = None) -> None:
+        self._routes: list[_Route] = []
+        self._apps: weakref.WeakSet[Flask] = weakref.WeakSet()
+        if app is not None:
+            self.init_app(app)
+
+    def init_app(self, app: Flask) -> None:
+        """Register the WebSocket routes and the ``DUPLEX_*`` config defaults on ``app``.
+
+        Raises:
+            ValueError: A ``DUPLEX_*`` config value is invalid; the message names it.
+        """
+        for name, default in _OPTION_DEFAULTS.items():
+            app.config.setdefault(CONFIG_PREFIX + name.upper(), default)
+        Options.from_config(app.config)
+        app.extensions["duplex"] = DuplexState(self, app)
+        self._apps.add(app)
+        for route in self._routes:
+            self._add_rule(app, route)
+
+    def route(
+        self,
+        rule: str,
+        *,
+        bp: Blueprint | None = None,
+        endpoint: str | None = None,
+        **options: Any,
+    ) -> Callable[[F], F]:
+        """Register the decorated function as the handler of WebSocket route ``rule``.
+
+        The handler is called as ``handler(ws, **view_args)`` inside the request
+        context of the upgrade request, after ``before_request`` hooks. When it
+        returns the connection closes with 1000; when it raises, with 1011.
+
+        Args:
+            rule: A Flask URL rule, with converters (``"/room/<name>"``).
+            bp: Register on this blueprint instead of the app.
+            endpoint: The endpoint name; defaults to the function's name.
+            **options: Per-route values of the connection options (see
+                :class:`Options`), overriding the app's ``DUPLEX_*`` config.
+
+        Raises:
+            TypeError: An option name is unknown; the message names it.
+            ValueError: An option value is invalid; the message names it.
+        """
+        check_names(options)
+        Options.from_config({}, options)
+
+        def decorator(handler: F) -> F:
+            route = _Route(rule, handler, endpoint or handler.__name__, dict(options))
+            if bp is not None:
+                self._add_rule(bp, route)
+            else:
+                self._routes.append(route)
+                for app in list(self._apps):
+                    self._add_rule(app, route)
+            return handler
+
+        return decorator
+
+    def _add_rule(self, target: Flask | Blueprint, route: _Route) -> None:
+        def view(**view_args: Any) -> Any:
+            return self._serve(route, view_args)
+
+        view.__name__ = route.endpoint
+        view.__doc__ = route.handler.__doc__
+        # Werkzeug routes upgrade requests only to rules marked websocket=True.
+        # The twin plain rule lets the view answer other requests with 426.
+        target.add_url_rule(route.rule, route.endpoint, view, methods=["GET"], websocket=True)
+        target.add_url_rule(route.rule, route.endpoint, view, methods=["GET"])
+
+    def _serve(self, route: _Route, view_args: dict[str, Any]) -> Any:
+        app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
+        environ = request.environ
+        state = _state(app)
+        options = Options.from_config(app.config, route.options)
+        result = negotiate(environ, options)
+        if isinstance(result, Rejected):
+            return Response(result.body, result.status, result.headers)
+        adapter = servers.detect(environ)
+        if adapter is None:
+            return _unsupported_server(state, environ)
+
+        handover = adapter.take_over(environ)
+        try:
+            handover.sock.sendall(result.response)
+        except OSError:
+            return adapter.response_after_close(environ)  # The client left already.
+        ws = WebSocket(
+            result.protocol,
+            handover.sock,
+            options=options,
+            environ=environ,
+            reactor=adapter.reactor(),
+            prefetched=handover.prefetched,
+            json_dumps=app.json.dumps,
+            json_loads=app.json.loads,
+        )
+        with state.lock:
+            state.connections.add(ws)
+        try:
+            _run_handler(app, route, ws, view_args)
+        finally:
+            ws._finish()
+            with state.lock:
+                state.connections.discard(ws)
+        return adapter.response_after_close(environ)
+
+
+def _run_handler(app: Flask, route: _Route, ws: WebSocket, view_args: dict[str, Any]) -> None:
+    try:
+        route.handler(ws, **view_args)
+    except ConnectionClosed:
+        if not ws.closed:
+            _report(app)
+            ws.close(1011)
+    except Exception:
+        _report(app)
+        ws.close(1011)
+    else:
+        ws.close(1000)
+
+
+def _report(app: Flask) -> None:
+    """Hand the handler's exception to Flask's error logging and signal."""
+    exc_info = sys.exc_info()
+    got_request_exception.send(app, _async_wrapper=app.ensure_sync, exception=exc_info[1])
+    app.log_exception(exc_info)
+
+
+def _state(app: Flask) -> DuplexState:
+    try:
+        state: DuplexState = app.extensions["duplex"]
+    except KeyError:
+        raise RuntimeError(
+            "this app has no Flask-Duplex state; call Duplex(app) or duplex.init_app(app)"
+        ) from None
+    return state
+
+
+def _unsupported_server(state: DuplexState, environ: Any) -> Response:
+    software = str(environ.get("SERVER_SOFTWARE", "unknown"))
+    if software not in state.warned_servers:
+        state.warned_servers.add(software)
+        logger.error(
+            "flask-duplex: the WSGI server %r does not hand over its sockets, so it cannot "
+            "serve WebSockets; run the app on one of: %s",
+            software,
+            servers.supported_names(),
+        )
+    body = f"This server ({software}) cannot serve WebSocket connections.\n"
+    return Response(body, 501, {"Content-Type": "text/plain; charset=utf-8"})

@@ -1,0 +1,147 @@
+"""The opening handshake: a WSGI environ in, a 101 to write or an HTTP error out.
+
+The checks are those of the websockets ``ServerProtocol`` (method, HTTP
+version, ``Upgrade``, ``Connection``, key, version, extensions), fed with the
+request line and headers the WSGI server parsed. Two checks come first and are
+ours: a request without ``Upgrade: websocket`` gets 426 (it is a browser or a
+plain HTTP client at a WebSocket-only URL), and the origin policy below.
+
+Origin policy, against cross-site WebSocket hijacking: a request without
+``Origin`` is accepted (non-browser clients send none); an ``Origin`` naming
+the host the request was sent to is accepted; any other is rejected with 403
+unless it is listed in the ``origins`` option (``"*"`` accepts all).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import http
+from collections.abc import Mapping, Sequence
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+from websockets.extensions.permessage_deflate import enable_server_permessage_deflate
+from websockets.http11 import Request
+from websockets.server import ServerProtocol
+from websockets.typing import Subprotocol
+
+from .options import Options
+
+__all__ = ["Accepted", "Rejected", "negotiate"]
+
+
+@dataclasses.dataclass
+class Accepted:
+    """The handshake succeeded: write ``response`` to the socket, then speak WebSocket."""
+
+    protocol: ServerProtocol
+    response: bytes
+
+
+@dataclasses.dataclass
+class Rejected:
+    """The handshake failed: answer with this ordinary HTTP response."""
+
+    status: int
+    headers: list[tuple[str, str]]
+    body: bytes
+
+
+def negotiate(environ: Mapping[str, Any], options: Options) -> Accepted | Rejected:
+    """Check the upgrade request in ``environ`` and prepare the server's answer."""
+    if "websocket" not in environ.get("HTTP_UPGRADE", "").lower():
+        return _reject(
+            http.HTTPStatus.UPGRADE_REQUIRED,
+            "This URL speaks WebSocket only: connect with a WebSocket client.",
+            [("Upgrade", "websocket")],
+        )
+    origin = environ.get("HTTP_ORIGIN")
+    if origin is not None and not origin_allowed(origin, environ, options.origins):
+        return _reject(
+            http.HTTPStatus.FORBIDDEN,
+            f"Origin {origin!r} is not allowed; list it in the 'origins' option to accept it.",
+        )
+
+    protocol = ServerProtocol(
+        extensions=enable_server_permessage_deflate(None) if options.compression else None,
+        subprotocols=[Subprotocol(name) for name in options.subprotocols] or None,
+        select_subprotocol=_first_shared_subprotocol,
+        max_size=options.max_message_size,
+    )
+    # Feed the request head through the protocol's own parser: it validates
+    # the request line and headers and leaves the protocol ready for frames.
+    protocol.receive_data(_request_head(environ))
+    requests = [event for event in protocol.events_received() if isinstance(event, Request)]
+    if not requests:
+        error = protocol.handshake_exc
+        return _reject(http.HTTPStatus.BAD_REQUEST, f"Invalid WebSocket handshake: {error}.")
+    response = protocol.accept(requests[0])
+    if response.status_code != 101:
+        body = response.body or b""
+        extra = [(k, v) for k, v in response.headers.raw_items() if k.lower() in _KEPT_HEADERS]
+        return Rejected(response.status_code, extra, bytes(body))
+    protocol.send_response(response)
+    return Accepted(protocol, b"".join(protocol.data_to_send()))
+
+
+def origin_allowed(origin: str, environ: Mapping[str, Any], allowed: Sequence[str]) -> bool:
+    """Tell whether a browser page at ``origin`` may open this connection.
+
+    The request's own host matches whatever the request scheme, as long as the
+    origin is ``http`` or ``https``: behind a TLS-terminating proxy the app sees
+    ``http`` while the page is ``https``.
+    """
+    if "*" in allowed or origin in allowed:
+        return True
+    parts = urlsplit(origin.lower())
+    host = str(environ.get("HTTP_HOST", "")).lower()
+    if parts.scheme not in _DEFAULT_PORTS or not host:
+        return False
+    own_scheme = environ.get("wsgi.url_scheme", "http")
+    own_host = host.removesuffix(_DEFAULT_PORTS.get(own_scheme, ""))
+    return parts.netloc.removesuffix(_DEFAULT_PORTS[parts.scheme]) == own_host
+
+
+_DEFAULT_PORTS = {"http": ":80", "https": ":443"}
+
+
+def _first_shared_subprotocol(
+    protocol: ServerProtocol, offered: Sequence[Subprotocol]
+) -> Subprotocol | None:
+    # RFC 6455 lets the server go on without a subprotocol when none is
+    # shared; the handler sees ``ws.subprotocol is None`` and decides.
+    for name in protocol.available_subprotocols or ():
+        if name in offered:
+            return name
+    return None
+
+
+def _request_head(environ: Mapping[str, Any]) -> bytes:
+    """Rebuild the request line and headers the client sent, from the environ."""
+    target = environ.get("RAW_URI") or environ.get("REQUEST_URI")
+    if not target:
+        path = quote(environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", ""))
+        query = environ.get("QUERY_STRING")
+        target = f"{path}?{query}" if query else path
+    method = environ.get("REQUEST_METHOD", "GET")
+    lines = [f"{method} {target} {environ.get('SERVER_PROTOCOL', 'HTTP/1.1')}"]
+    for key, value in environ.items():
+        if key.startswith("HTTP_"):
+            lines.append(f"{key[5:].replace('_', '-').title()}: {value}")
+    lines.extend(("", ""))
+    return "\r\n".join(lines).encode("latin-1")
+
+
+# Headers of a websockets rejection worth keeping in a WSGI response; the rest
+# (Date, Connection, Content-Length) are the WSGI server's to set.
+_KEPT_HEADERS = frozenset({"content-type", "upgrade", "allow"})
+
+
+def _reject(
+    status: http.HTTPStatus, text: str, headers: Sequence[tuple[str, str]] = ()
+) -> Rejected:
+    return Rejected(
+        status.value,
+        [("Content-Type", "text/plain; charset=utf-8"), *headers],
+        (text + "\n").encode(),
+    )

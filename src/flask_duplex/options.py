@@ -1,0 +1,111 @@
+"""Connection options: their defaults, their config keys, and their validation.
+
+Every option can be set for a whole app through ``app.config["DUPLEX_<NAME>"]``
+and for one route through a keyword of :meth:`Duplex.route`; the route wins.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+__all__ = ["CONFIG_PREFIX", "Options"]
+
+CONFIG_PREFIX = "DUPLEX_"
+
+
+@dataclasses.dataclass(frozen=True)
+class Options:
+    """The settings one WebSocket connection runs with.
+
+    Attributes:
+        max_message_size: Largest incoming message in bytes, all fragments
+            together and after decompression; a bigger one closes the
+            connection with 1009. ``None`` removes the limit.
+        ping_interval: Seconds between keepalive pings; ``None`` sends none.
+        ping_timeout: Seconds to wait for the pong before closing with 1011;
+            ``None`` waits forever.
+        close_timeout: Seconds to wait for the peer's close frame after this
+            side sent one, before dropping the TCP connection.
+        compression: Offer permessage-deflate (RFC 7692) to clients that ask.
+        subprotocols: Subprotocols this route speaks, most preferred first.
+        origins: Extra origins accepted besides the server's own; ``"*"`` in
+            the list accepts any origin.
+    """
+
+    max_message_size: int | None = 2**20
+    ping_interval: float | None = 20.0
+    ping_timeout: float | None = 20.0
+    close_timeout: float = 10.0
+    compression: bool = True
+    subprotocols: tuple[str, ...] = ()
+    origins: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        size = self.max_message_size
+        if size is not None and (not _is_int(size) or size <= 0):
+            raise ValueError(f"max_message_size must be a positive int or None, not {size!r}")
+        for name in ("ping_interval", "ping_timeout"):
+            value = getattr(self, name)
+            if value is not None and (not _is_number(value) or value <= 0):
+                raise ValueError(f"{name} must be a positive number or None, not {value!r}")
+        if not _is_number(self.close_timeout) or self.close_timeout <= 0:
+            raise ValueError(f"close_timeout must be a positive number, not {self.close_timeout!r}")
+        if not isinstance(self.compression, bool):
+            raise ValueError(f"compression must be True or False, not {self.compression!r}")
+        for name in ("subprotocols", "origins"):
+            value = getattr(self, name)
+            if isinstance(value, str) or not all(isinstance(item, str) for item in value):
+                raise ValueError(f"{name} must be a list of strings, not {value!r}")
+
+    @classmethod
+    def names(cls) -> frozenset[str]:
+        """The option names, as route keywords."""
+        return frozenset(field.name for field in dataclasses.fields(cls))
+
+    @classmethod
+    def from_config(
+        cls, config: Mapping[str, Any], overrides: Mapping[str, Any] | None = None
+    ) -> Options:
+        """Build the options from an app config, then apply per-route overrides.
+
+        Raises:
+            ValueError: An option has a value of the wrong type or range; the
+                message names the option.
+        """
+        values: dict[str, Any] = {}
+        for name in cls.names():
+            key = CONFIG_PREFIX + name.upper()
+            if key in config:
+                values[name] = config[key]
+        if overrides:
+            values.update(overrides)
+        for name in ("subprotocols", "origins"):
+            if name in values and values[name] is not None:
+                values[name] = _as_tuple(name, values[name])
+            elif name in values:
+                values[name] = ()
+        return cls(**values)
+
+
+def check_names(options: Mapping[str, Any]) -> None:
+    """Raise TypeError naming the first keyword that is not an option."""
+    unknown = sorted(set(options) - Options.names())
+    if unknown:
+        known = ", ".join(sorted(Options.names()))
+        raise TypeError(f"unknown WebSocket route option {unknown[0]!r}; the options are: {known}")
+
+
+def _as_tuple(name: str, value: Any) -> tuple[str, ...]:
+    if isinstance(value, str) or not isinstance(value, Sequence | set | frozenset):
+        raise ValueError(f"{name} must be a list of strings, not {value!r}")
+    return tuple(value)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)

@@ -1,0 +1,149 @@
+"""One background thread per process that watches sockets and runs timers.
+
+A connection's socket is read by one of two parties, never both at once (see
+the ownership notes at the top of ``connection.py``): the handler's own thread
+while it waits in ``receive()``, or this reactor while the handler is busy
+elsewhere. The reactor is what answers pings, completes closing handshakes and
+sends keepalive pings for every connection whose handler is not reading, with a
+single thread for the whole process instead of one per connection.
+
+Under gevent or eventlet with monkey-patching, ``threading`` and ``selectors``
+are cooperative, so the same code runs as one greenlet.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import logging
+import os
+import selectors
+import socket
+import threading
+import time
+from collections.abc import Callable
+
+__all__ = ["Reactor", "Timer", "get_reactor"]
+
+logger = logging.getLogger("flask_duplex")
+
+EVENT_READ = selectors.EVENT_READ
+EVENT_WRITE = selectors.EVENT_WRITE
+
+
+class Timer:
+    """A callback scheduled on the reactor; ``cancel()`` keeps it from running."""
+
+    __slots__ = ("callback", "cancelled", "deadline")
+
+    def __init__(self, deadline: float, callback: Callable[[], None]) -> None:
+        self.deadline = deadline
+        self.callback: Callable[[], None] | None = callback
+        self.cancelled = False
+
+    def cancel(self) -> None:
+        self.cancelled = True
+        self.callback = None
+
+
+class Reactor:
+    """A selector loop and a timer heap, served by one daemon thread."""
+
+    def __init__(self) -> None:
+        self._selector = selectors.DefaultSelector()
+        self._lock = threading.Lock()
+        self._timers: list[tuple[float, int, Timer]] = []
+        self._sequence = itertools.count()
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
+        self._selector.register(self._wake_r, EVENT_READ, None)
+        self._thread = threading.Thread(target=self._run, name="flask-duplex-reactor", daemon=True)
+        self._thread.start()
+
+    def set_events(self, sock: socket.socket, events: int, callback: Callable[[int], None]) -> None:
+        """Watch ``sock`` for ``events`` (0 stops watching); call ``callback(mask)`` on readiness.
+
+        The callback runs on the reactor thread and must not block.
+        """
+        with self._lock:
+            registered = self._selector.get_map().get(sock.fileno())
+            if events == 0:
+                if registered is not None:
+                    self._selector.unregister(sock.fileno())
+            elif registered is None:
+                self._selector.register(sock.fileno(), events, callback)
+            else:
+                self._selector.modify(sock.fileno(), events, callback)
+
+    def call_later(self, delay: float, callback: Callable[[], None]) -> Timer:
+        """Run ``callback`` on the reactor thread after ``delay`` seconds."""
+        timer = Timer(time.monotonic() + delay, callback)
+        with self._lock:
+            earliest = self._timers[0][0] if self._timers else None
+            heapq.heappush(self._timers, (timer.deadline, next(self._sequence), timer))
+        if earliest is None or timer.deadline < earliest:
+            self._wake()
+        return timer
+
+    def _wake(self) -> None:
+        try:
+            self._wake_w.send(b"\0")
+        except BlockingIOError:
+            pass  # A wake-up is already pending.
+
+    def _run(self) -> None:
+        while True:
+            with self._lock:
+                timeout = None
+                if self._timers:
+                    timeout = max(0.0, self._timers[0][0] - time.monotonic())
+            for key, mask in self._selector.select(timeout):
+                if key.data is None:
+                    self._drain_wakeups()
+                    continue
+                try:
+                    key.data(mask)
+                except Exception:
+                    logger.exception("flask-duplex: socket callback failed")
+            self._run_due_timers()
+
+    def _drain_wakeups(self) -> None:
+        try:
+            while self._wake_r.recv(4096):
+                pass
+        except BlockingIOError:
+            pass
+
+    def _run_due_timers(self) -> None:
+        now = time.monotonic()
+        due: list[Timer] = []
+        with self._lock:
+            while self._timers and self._timers[0][0] <= now:
+                due.append(heapq.heappop(self._timers)[2])
+        for timer in due:
+            callback = timer.callback
+            if callback is None:
+                continue
+            try:
+                callback()
+            except Exception:
+                logger.exception("flask-duplex: timer callback failed")
+
+
+_reactor: Reactor | None = None
+_reactor_pid = 0
+_reactor_lock = threading.Lock()
+
+
+def get_reactor() -> Reactor:
+    """The process's reactor, started on first use (and again after a fork)."""
+    global _reactor, _reactor_pid
+    reactor = _reactor
+    if reactor is not None and _reactor_pid == os.getpid():
+        return reactor
+    with _reactor_lock:
+        if _reactor is None or _reactor_pid != os.getpid():
+            _reactor = Reactor()
+            _reactor_pid = os.getpid()
+        return _reactor

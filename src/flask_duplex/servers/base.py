@@ -1,0 +1,63 @@
+"""What a server adapter provides."""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+import io
+import socket
+from collections.abc import Mapping
+from typing import Any
+
+from ..reactor import Reactor, get_reactor
+
+__all__ = ["Handover", "ServerAdapter", "read_buffered"]
+
+
+@dataclasses.dataclass
+class Handover:
+    """The client socket, and bytes the server read from it past the request head."""
+
+    sock: socket.socket
+    prefetched: bytes = b""
+
+
+class ServerAdapter(abc.ABC):
+    """How one WSGI server hands over its socket and ends the response."""
+
+    #: The name users know the server by, for logs and errors.
+    name: str
+
+    @abc.abstractmethod
+    def matches(self, environ: Mapping[str, Any]) -> bool:
+        """Tell whether ``environ`` comes from this server."""
+
+    @abc.abstractmethod
+    def take_over(self, environ: Mapping[str, Any]) -> Handover:
+        """Take the client socket from the server."""
+
+    @abc.abstractmethod
+    def response_after_close(self, environ: Mapping[str, Any]) -> Any:
+        """What the view returns once the WebSocket is over and its socket shut down."""
+
+    def reactor(self) -> Reactor:
+        """The reactor that serves connections on this server."""
+        return get_reactor()
+
+
+def read_buffered(stream: object, sock: socket.socket) -> bytes:
+    """Return the bytes a buffered reader over ``sock`` holds, without blocking.
+
+    A client may send its first frames right behind the handshake; the server's
+    reader may then have buffered them along with the request head.
+    """
+    if not isinstance(stream, io.BufferedReader):
+        return b""
+    timeout = sock.gettimeout()
+    sock.setblocking(False)
+    try:
+        return stream.read1(1 << 16) or b""
+    except OSError:
+        return b""
+    finally:
+        sock.settimeout(timeout)

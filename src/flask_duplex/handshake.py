@@ -21,6 +21,7 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 from websockets.extensions.permessage_deflate import enable_server_permessage_deflate
+from websockets.frames import Frame, Opcode
 from websockets.http11 import Request
 from websockets.server import ServerProtocol
 from websockets.typing import Subprotocol
@@ -62,7 +63,7 @@ def negotiate(environ: Mapping[str, Any], options: Options) -> Accepted | Reject
             f"Origin {origin!r} is not allowed; list it in the 'origins' option to accept it.",
         )
 
-    protocol = ServerProtocol(
+    protocol = _ServerProtocol(
         extensions=enable_server_permessage_deflate(None) if options.compression else None,
         subprotocols=[Subprotocol(name) for name in options.subprotocols] or None,
         select_subprotocol=_first_shared_subprotocol,
@@ -82,6 +83,16 @@ def negotiate(environ: Mapping[str, Any], options: Options) -> Accepted | Reject
         return Rejected(response.status_code, extra, bytes(body))
     protocol.send_response(response)
     return Accepted(protocol, b"".join(protocol.data_to_send()))
+
+
+class _ServerProtocol(ServerProtocol):
+    def recv_frame(self, frame: Frame) -> None:
+        # RFC 6455 5.4 lets control frames come between the fragments of a
+        # message. A close there ends the connection cleanly and drops the
+        # unfinished message; websockets would fail the connection with 1002.
+        if frame.opcode is Opcode.CLOSE:
+            self.current_size = None
+        super().recv_frame(frame)
 
 
 def origin_allowed(origin: str, environ: Mapping[str, Any], allowed: Sequence[str]) -> bool:

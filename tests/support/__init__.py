@@ -1,0 +1,1 @@
+"""Helpers shared by the test suite: test apps and real server processes."""

@@ -1,0 +1,206 @@
+"""The Flask app the server tests run, with one route per behaviour under test."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+
+from flask import Blueprint, Flask, abort, g, jsonify, request, session
+
+from flask_duplex import ConnectionClosed, Duplex, WebSocket
+
+duplex = Duplex()
+
+
+@duplex.route("/echo")
+def echo(ws: WebSocket) -> None:
+    for message in ws:
+        ws.send(message)
+
+
+@duplex.route("/echo-big", max_message_size=32 * 2**20)
+def echo_big(ws: WebSocket) -> None:
+    for message in ws:
+        ws.send(message)
+
+
+@duplex.route("/echo-small", max_message_size=1024, compression=False)
+def echo_small(ws: WebSocket) -> None:
+    for message in ws:
+        ws.send(message)
+
+
+@duplex.route("/json")
+def json_echo(ws: WebSocket) -> None:
+    while True:
+        try:
+            value = ws.receive_json()
+        except ValueError as exc:
+            ws.send(f"invalid: {exc}")
+            continue
+        ws.send_json({"got": value})
+
+
+@duplex.route("/close/<int:code>")
+def close_with(ws: WebSocket, code: int) -> None:
+    ws.close(code, request.args.get("reason", ""))
+
+
+@duplex.route("/raise")
+def raise_error(ws: WebSocket) -> None:
+    ws.receive()
+    raise RuntimeError("boom in handler")
+
+
+@duplex.route("/sleep")
+def sleep_then_report(ws: WebSocket) -> None:
+    # Busy elsewhere (not receiving) while the client pings and closes.
+    time.sleep(float(request.args.get("seconds", "3")))
+    try:
+        ws.send("still here")
+    except ConnectionClosed as exc:
+        print(f"sleep-route: closed {exc.code}", flush=True)
+
+
+@duplex.route("/receive-timeout")
+def receive_timeout(ws: WebSocket) -> None:
+    started = time.monotonic()
+    message = ws.receive(timeout=0.3)
+    ws.send(f"{message!r} after {time.monotonic() - started:.2f}")
+    for message in ws:
+        ws.send(message)
+
+
+@duplex.route("/keepalive", ping_interval=0.3, ping_timeout=0.5)
+def keepalive(ws: WebSocket) -> None:
+    try:
+        for message in ws:
+            ws.send(message)
+    except ConnectionClosed as exc:
+        print(f"keepalive-route: closed {exc.code} {exc.reason}", flush=True)
+        raise
+
+
+@duplex.route("/ping")
+def server_ping(ws: WebSocket) -> None:
+    pong = ws.ping(b"are you there")
+    ws.send(f"pong {pong.wait(2)}")
+    ws.receive()
+
+
+@duplex.route("/info")
+def info(ws: WebSocket) -> None:
+    ws.send_json(
+        {
+            "id": ws.id,
+            "path": request.path,
+            "query": request.args.get("q"),
+            "user": session.get("user"),
+            "g": getattr(g, "marker", None),
+            "subprotocol": ws.subprotocol,
+            "remote_addr": ws.remote_addr,
+            "closed": ws.closed,
+        }
+    )
+    ws.receive()
+
+
+@duplex.route("/proto", subprotocols=["chat.v2", "chat.v1"])
+def proto(ws: WebSocket) -> None:
+    ws.send(str(ws.subprotocol))
+    ws.receive()
+
+
+@duplex.route("/origins", origins=["https://allowed.example"])
+def origins(ws: WebSocket) -> None:
+    ws.send("welcome")
+    ws.receive()
+
+
+@duplex.route("/broadcast-threads")
+def concurrent_senders(ws: WebSocket) -> None:
+    count = int(request.args.get("n", "8"))
+    size = int(request.args.get("size", "50000"))
+
+    def blast(tag: int) -> None:
+        for i in range(20):
+            ws.send(f"{tag}:{i}:" + "x" * size)
+
+    threads = [threading.Thread(target=blast, args=(t,)) for t in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    ws.send("done")
+    ws.receive()
+
+
+@duplex.route("/bad-send")
+def bad_send(ws: WebSocket) -> None:
+    try:
+        ws.send(123)  # type: ignore[arg-type]
+    except TypeError as exc:
+        ws.send(f"TypeError: {exc}")
+    ws.receive()
+
+
+protected = Blueprint("protected", __name__, url_prefix="/private")
+
+
+@protected.before_request
+def require_token() -> None:
+    if request.args.get("token") != "secret":
+        abort(401)
+    g.marker = "hook ran"
+
+
+@duplex.route("/room/<name>", bp=protected)
+def private_room(ws: WebSocket, name: str) -> None:
+    ws.send(f"{name} {g.marker}")
+    ws.receive()
+
+
+outer = Blueprint("outer", __name__, url_prefix="/outer")
+inner = Blueprint("inner", __name__, url_prefix="/inner")
+
+
+@duplex.route("/echo", bp=inner)
+def nested_echo(ws: WebSocket) -> None:
+    for message in ws:
+        ws.send(f"nested {message}")
+
+
+outer.register_blueprint(inner)
+
+
+def create_app() -> Flask:
+    app = Flask(__name__)
+    app.secret_key = "test only"
+    app.config["DUPLEX_CLOSE_TIMEOUT"] = float(os.environ.get("DUPLEX_TEST_CLOSE_TIMEOUT", "2"))
+    duplex.init_app(app)
+    app.register_blueprint(protected)
+    app.register_blueprint(outer)
+
+    @app.before_request
+    def mark() -> None:
+        g.marker = "hook ran"
+
+    @app.get("/login/<user>")
+    def login(user: str) -> str:
+        session["user"] = user
+        return "ok"
+
+    @app.get("/stats")
+    def stats() -> object:
+        state = app.extensions["duplex"]
+        return jsonify(threads=threading.active_count(), connections=len(state.connections))
+
+    @app.get("/plain")
+    def plain() -> str:
+        return "plain http"
+
+    return app
+
+
+app = create_app()

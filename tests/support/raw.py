@@ -1,0 +1,107 @@
+"""A raw-socket WebSocket client for byte-exact and malformed-input tests.
+
+Frames are built and parsed with the websockets library's frame codec, so the
+tests exercise the server's bytes without a framing layer of their own.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import socket
+import time
+
+from websockets.frames import Close, Frame, Opcode
+from websockets.streams import StreamReader
+
+
+class RawClient:
+    def __init__(
+        self, port: int, path: str = "/echo", headers: dict[str, str | None] | None = None
+    ) -> None:
+        """Connect and send the opening handshake; ``None`` in ``headers`` drops a header."""
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+        fields: dict[str, str | None] = {
+            "Host": f"127.0.0.1:{port}",
+            "Upgrade": "websocket",
+            "Connection": "Upgrade",
+            "Sec-WebSocket-Key": base64.b64encode(os.urandom(16)).decode(),
+            "Sec-WebSocket-Version": "13",
+            **(headers or {}),
+        }
+        lines = [f"GET {path} HTTP/1.1"]
+        lines += [f"{name}: {value}" for name, value in fields.items() if value is not None]
+        self.sock.sendall("\r\n".join([*lines, "", ""]).encode())
+        self.head, self.buffer = self._read_head()
+        self.status = int(self.head.split(b" ", 2)[1])
+
+    def _read_head(self) -> tuple[bytes, bytes]:
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = self.sock.recv(4096)
+            if not chunk:
+                break
+            data += chunk
+        head, _, rest = data.partition(b"\r\n\r\n")
+        return head, rest
+
+    def send_frame(self, opcode: Opcode, data: bytes = b"", fin: bool = True) -> None:
+        self.sock.sendall(Frame(opcode, data, fin).serialize(mask=True))
+
+    def send_close(self, code: int = 1000, reason: str = "") -> None:
+        self.send_frame(Opcode.CLOSE, Close(code, reason).serialize())
+
+    def read_until_eof(self, timeout: float = 5.0) -> bytes:
+        """Everything the server sends until it closes the TCP connection."""
+        deadline = time.monotonic() + timeout
+        data = self.buffer
+        self.buffer = b""
+        while time.monotonic() < deadline:
+            self.sock.settimeout(max(0.01, deadline - time.monotonic()))
+            try:
+                chunk = self.sock.recv(65536)
+            except TimeoutError:
+                break
+            if not chunk:
+                return data
+            data += chunk
+        raise AssertionError(f"server did not close within {timeout}s; got {data!r}")
+
+    def read_frame(self, timeout: float = 5.0) -> Frame:
+        """The next frame from the server."""
+        self.sock.settimeout(timeout)
+        while True:
+            frame = parse_frames(self.buffer)
+            if frame:
+                first, consumed = frame[0]
+                self.buffer = self.buffer[consumed:]
+                return first
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise EOFError(f"connection closed; buffered {self.buffer!r}")
+            self.buffer += chunk
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def parse_frames(data: bytes) -> list[tuple[Frame, int]]:
+    """Parse the complete server frames at the start of ``data``, with their end offsets."""
+    reader = StreamReader()
+    reader.feed_data(data)
+    frames: list[tuple[Frame, int]] = []
+    while True:
+        parser = Frame.parse(reader.read_exact, mask=False)
+        try:
+            next(parser)
+        except StopIteration as done:
+            frames.append((done.value, len(data) - len(reader.buffer)))
+            continue
+        except Exception:
+            return frames
+        return frames  # The parser wants more bytes: the next frame is incomplete.
+
+
+def close_frame(code: int, reason: str = "") -> bytes:
+    """The exact bytes of an unmasked close frame, as a server sends it."""
+    return Frame(Opcode.CLOSE, Close(code, reason).serialize()).serialize(mask=False)

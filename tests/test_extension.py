@@ -8,6 +8,7 @@ import urllib.request
 
 import pytest
 from flask import Blueprint, Flask
+from websockets.exceptions import ConnectionClosed as ClientClosed
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
@@ -93,7 +94,7 @@ def test_handler_exception_closes_1011_and_reaches_flask_log(werkzeug_server: Se
     """An exception in the handler closes with 1011 and is logged by Flask."""
     with connect(f"{werkzeug_server.url}/raise") as ws:
         ws.send("go")
-        with pytest.raises(Exception):
+        with pytest.raises(ClientClosed):
             ws.recv(timeout=5)
     assert ws.protocol.close_code == 1011
     log = werkzeug_server.wait_for_log("RuntimeError: boom in handler")
@@ -102,9 +103,8 @@ def test_handler_exception_closes_1011_and_reaches_flask_log(werkzeug_server: Se
 
 def test_server_close_code_and_reason_reach_client(werkzeug_server: Server) -> None:
     """ws.close(4001, "bye") on the server is what the client sees."""
-    with connect(f"{werkzeug_server.url}/close/4001?reason=bye") as ws:
-        with pytest.raises(Exception):
-            ws.recv(timeout=5)
+    with connect(f"{werkzeug_server.url}/close/4001?reason=bye") as ws, pytest.raises(ClientClosed):
+        ws.recv(timeout=5)
     assert ws.protocol.close_code == 4001
     assert ws.protocol.close_reason == "bye"
 

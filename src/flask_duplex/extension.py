@@ -8,9 +8,9 @@ import sys
 import threading
 import weakref
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from flask import Blueprint, Flask, Response, current_app, request
+from flask import Blueprint, Flask, Response, current_app, has_app_context, request
 from flask.signals import got_request_exception
 
 from . import servers
@@ -18,6 +18,12 @@ from .connection import WebSocket
 from .errors import ConnectionClosed
 from .handshake import Rejected, negotiate
 from .options import CONFIG_PREFIX, Options, check_names
+from .servers.testing import ERROR_KEY
+
+if TYPE_CHECKING:
+    from flask.testing import FlaskClient
+
+    from .testing import TestClient
 
 __all__ = ["Duplex", "DuplexState"]
 
@@ -52,6 +58,15 @@ class DuplexState:
         self._app = weakref.ref(app)
         self.warned_servers: set[str] = set()
 
+    def test_client(self, http: FlaskClient | None = None, *, timeout: float = 5.0) -> TestClient:
+        """A client for this app's WebSocket routes; see :meth:`Duplex.test_client`."""
+        from .testing import TestClient
+
+        app = self._app()
+        if app is None:
+            raise RuntimeError("the app of this Flask-Duplex state no longer exists")
+        return TestClient(app, http, timeout=timeout)
+
 
 class Duplex:
     """WebSocket routes for a Flask app.
@@ -62,7 +77,7 @@ class Duplex:
 
     def __init__(self, app: Flask | None = None) -> None:
         self._routes: list[_Route] = []
-        self._apps: weakref.WeakSet[Flask] = weakref.WeakSet()
+        self._apps: weakref.WeakSet[Flask] = weakref.WeakSet()  # For routes added late.
         if app is not None:
             self.init_app(app)
 
@@ -79,6 +94,30 @@ class Duplex:
         self._apps.add(app)
         for route in self._routes:
             self._add_rule(app, route)
+
+    def test_client(self, http: FlaskClient | None = None, *, timeout: float = 5.0) -> TestClient:
+        """A client that opens connections to this extension's routes without a server.
+
+        Args:
+            http: A Flask test client whose cookies go with every handshake.
+            timeout: Seconds any one step may take before the test fails.
+
+        The app is ``http``'s app, else the only app this ``Duplex`` serves, else
+        ``current_app``.
+        """
+        if http is not None:
+            app = http.application
+        else:
+            apps = list(self._apps)
+            if len(apps) == 1:
+                app = apps[0]
+            elif has_app_context():
+                app = current_app._get_current_object()  # type: ignore[attr-defined]
+            else:
+                raise RuntimeError(
+                    "this Duplex serves several apps; use app.extensions['duplex'].test_client()"
+                )
+        return _state(app).test_client(http, timeout=timeout)
 
     def route(
         self,
@@ -186,6 +225,7 @@ def _run_handler(app: Flask, route: _Route, ws: WebSocket, view_args: dict[str, 
 def _report(app: Flask) -> None:
     """Hand the handler's exception to Flask's error logging and signal."""
     exc_info = sys.exc_info()
+    request.environ[ERROR_KEY] = exc_info[1]  # For the test client to raise again.
     got_request_exception.send(app, _async_wrapper=app.ensure_sync, exception=exc_info[1])
     app.log_exception(exc_info)
 

@@ -13,11 +13,12 @@ from collections.abc import Mapping
 from typing import Any
 
 from .base import Handover, ServerAdapter
+from .testing import TestingAdapter
 from .werkzeug import WerkzeugAdapter
 
 __all__ = ["ADAPTERS", "Handover", "ServerAdapter", "detect", "supported_names"]
 
-ADAPTERS: tuple[ServerAdapter, ...] = (WerkzeugAdapter(),)
+ADAPTERS: tuple[ServerAdapter, ...] = (TestingAdapter(), WerkzeugAdapter())
 
 
 def detect(environ: Mapping[str, Any]) -> ServerAdapter | None:
@@ -30,4 +31,6 @@ def detect(environ: Mapping[str, Any]) -> ServerAdapter | None:
 
 def supported_names() -> str:
     """The supported servers, for error messages."""
-    return ", ".join(adapter.name for adapter in ADAPTERS)
+    return ", ".join(
+        adapter.name for adapter in ADAPTERS if not isinstance(adapter, TestingAdapter)
+    )

@@ -1,0 +1,254 @@
+"""The in-process test client: real routes, real engine, no server and no TCP port."""
+
+from __future__ import annotations
+
+import socket
+import time
+import traceback
+from collections.abc import Iterator
+
+import pytest
+from flask import Blueprint, Flask, abort, current_app, g, request, session
+
+from flask_duplex import ConnectionClosed, Duplex, HandshakeRejected, WebSocket
+
+duplex = Duplex()
+
+
+@duplex.route("/echo")
+def echo(ws: WebSocket) -> None:
+    for message in ws:
+        ws.send(message)
+
+
+@duplex.route("/chat", subprotocols=["chat.v1"])
+def chat(ws: WebSocket) -> None:
+    ws.send(f"hello {session['user']}")
+    for message in ws:
+        ws.send(message)
+
+
+@duplex.route("/admin")
+def admin(ws: WebSocket) -> None:
+    ws.send("secret")
+
+
+@duplex.route("/fail")
+def fail(ws: WebSocket) -> None:
+    ws.receive()
+    raise KeyError("handler blew up")
+
+
+@duplex.route("/bye")
+def bye(ws: WebSocket) -> None:
+    ws.close(4001, "bye")
+
+
+@duplex.route("/hang")
+def hang(ws: WebSocket) -> None:
+    time.sleep(3)
+
+
+@duplex.route("/small", max_message_size=16)
+def small(ws: WebSocket) -> None:
+    for message in ws:
+        ws.send(message)
+
+
+@duplex.route("/ping")
+def ping(ws: WebSocket) -> None:
+    ws.send(f"pong {ws.ping(b'hi').wait(2)}")
+    ws.receive()
+
+
+@duplex.route("/whoami")
+def whoami(ws: WebSocket) -> None:
+    ws.send_json({"q": request.args.get("q"), "g": g.get("hook"), "path": request.path})
+
+
+bp = Blueprint("games", __name__, url_prefix="/games")
+
+
+@duplex.route("/<game>/live", bp=bp)
+def live(ws: WebSocket, game: str) -> None:
+    ws.send(f"watching {game}")
+
+
+def create_app() -> Flask:
+    app = Flask(__name__)
+    app.secret_key = "test"
+    duplex.init_app(app)
+    app.register_blueprint(bp)
+
+    @app.before_request
+    def guard() -> None:
+        g.hook = "ran"
+        if request.path == "/admin":
+            abort(403)
+
+    @app.post("/login")
+    def login() -> str:
+        session["user"] = request.form["user"]
+        return "ok"
+
+    return app
+
+
+@pytest.fixture(scope="module")
+def app() -> Iterator[Flask]:
+    yield create_app()
+
+
+def test_echo(app: Flask) -> None:
+    """The issue's first example, as written."""
+    client = app.extensions["duplex"].test_client()  # or duplex.test_client()
+    with client.connect("/echo") as ws:
+        ws.send("hi")
+        assert ws.receive(timeout=1) == "hi"
+        ws.send_json({"a": 1})
+        assert ws.receive_json(timeout=1) == {"a": 1}
+    assert ws.close_code == 1000
+
+
+def test_login_required(app: Flask) -> None:
+    """The issue's second example: the session cookie of a Flask test client goes along."""
+    http = app.test_client()
+    http.post("/login", data={"user": "ana"})  # sets the session cookie
+    client = duplex.test_client(http)  # shares http's cookie jar
+    with client.connect(
+        "/chat", headers={"Origin": "http://localhost"}, subprotocols=["chat.v1"]
+    ) as ws:
+        assert ws.subprotocol == "chat.v1"
+        assert ws.receive(timeout=1) == "hello ana"
+
+
+def test_rejected(app: Flask) -> None:
+    """The issue's third example: an HTTP error at the handshake raises HandshakeRejected."""
+    with pytest.raises(HandshakeRejected) as e:
+        duplex.test_client().connect("/admin")
+    assert e.value.status_code == 403  # also .headers and .body
+    assert b"Forbidden" in e.value.body
+    assert any(name.lower() == "content-type" for name, _ in e.value.headers)
+
+
+def test_no_tcp_port_is_opened(app: Flask, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Connections run over an in-memory socket pair: binding or connecting TCP would fail."""
+
+    def refuse(self: socket.socket, *args: object) -> None:
+        raise AssertionError(f"TCP socket used: {args}")
+
+    monkeypatch.setattr(socket.socket, "bind", refuse)
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    with duplex.test_client().connect("/echo") as ws:
+        ws.send(b"\x00bin")
+        assert ws.receive(timeout=1) == b"\x00bin"
+
+
+def test_handler_exception_is_raised_from_with_exit_with_its_traceback(app: Flask) -> None:
+    """The client sees 1011 and the test sees the handler's own exception."""
+    with pytest.raises(KeyError, match="handler blew up") as error:  # noqa: SIM117
+        with duplex.test_client().connect("/fail") as ws:
+            ws.send("go")
+            time.sleep(0.3)
+    frames = [frame.name for frame in traceback.extract_tb(error.value.__traceback__)]
+    assert "fail" in frames
+    assert ws.close_code == 1011
+
+
+def test_handler_exception_is_raised_from_receive(app: Flask) -> None:
+    """receive() raises the handler's exception instead of a bare 1011 close."""
+    with duplex.test_client().connect("/fail") as ws:
+        ws.send("go")
+        with pytest.raises(KeyError, match="handler blew up"):
+            ws.receive(timeout=2)
+
+
+def test_server_close_code_and_reason(app: Flask) -> None:
+    """ws.close(4001, "bye") in the route shows as close_code and close_reason."""
+    with duplex.test_client().connect("/bye") as ws, pytest.raises(ConnectionClosed) as closed:
+        ws.receive(timeout=2)
+    assert closed.value.code == 4001
+    assert (ws.close_code, ws.close_reason) == (4001, "bye")
+
+
+def test_iteration_ends_quietly_on_normal_close(app: Flask) -> None:
+    """Iterating over the client side stops when the route returns."""
+    with duplex.test_client().connect("/games/chess/live") as ws:
+        assert list(ws) == ["watching chess"]
+    assert ws.close_code == 1000
+
+
+def test_hanging_handler_does_not_hang_the_test(app: Flask) -> None:
+    """A route that never returns fails the test after the client's timeout."""
+    started = time.monotonic()
+    with pytest.raises(TimeoutError, match="did not return"):  # noqa: SIM117
+        with duplex.test_client(timeout=0.5).connect("/hang"):
+            pass
+    assert time.monotonic() - started < 2.5
+
+
+def test_receive_without_timeout_gives_up_after_client_timeout(app: Flask) -> None:
+    """receive() with no timeout raises TimeoutError rather than waiting forever."""
+    with duplex.test_client(timeout=0.5).connect("/echo") as ws, pytest.raises(TimeoutError):
+        ws.receive()
+
+
+def test_limits_apply(app: Flask) -> None:
+    """max_message_size is enforced: the route closes with 1009."""
+    with duplex.test_client().connect("/small") as ws:
+        ws.send("x" * 17)
+        with pytest.raises(ConnectionClosed) as closed:
+            ws.receive(timeout=2)
+    assert closed.value.code == 1009
+
+
+def test_origin_policy_applies(app: Flask) -> None:
+    """A foreign Origin is refused with 403, as on a real server."""
+    with pytest.raises(HandshakeRejected) as e:
+        duplex.test_client().connect("/echo", headers={"Origin": "http://evil.example"})
+    assert e.value.status_code == 403
+
+
+def test_plain_request_line_checks_apply(app: Flask) -> None:
+    """An unknown path is a 404 from Flask's own routing."""
+    with pytest.raises(HandshakeRejected) as e:
+        duplex.test_client().connect("/nowhere")
+    assert e.value.status_code == 404
+
+
+def test_request_context_query_and_hooks(app: Flask) -> None:
+    """query_string, request.path and before_request hooks reach the handler."""
+    with duplex.test_client().connect("/whoami", query_string={"q": "x y"}) as ws:
+        assert ws.receive_json(timeout=1) == {"q": "x y", "g": "ran", "path": "/whoami"}
+    with duplex.test_client().connect("/whoami?q=inline") as ws:
+        assert ws.receive_json(timeout=1)["q"] == "inline"
+
+
+def test_server_ping_is_answered(app: Flask) -> None:
+    """Keepalive machinery runs: the route's ping gets the client's pong."""
+    with duplex.test_client().connect("/ping") as ws:
+        assert ws.receive(timeout=2) == "pong True"
+
+
+def test_client_ping_is_answered(app: Flask) -> None:
+    """The route's engine answers the client's pings."""
+    with duplex.test_client().connect("/echo") as ws:
+        assert ws.ping().wait(1)
+
+
+def test_several_apps_each_get_their_own_connections() -> None:
+    """Two apps from one Duplex: each test client reaches its own app."""
+    shared = Duplex()
+
+    @shared.route("/name")
+    def name(ws: WebSocket) -> None:
+        ws.send(current_app.name)
+
+    first, second = Flask("first"), Flask("second")
+    shared.init_app(first)
+    shared.init_app(second)
+    for app in (first, second):
+        with app.extensions["duplex"].test_client().connect("/name") as ws:
+            assert ws.receive(timeout=1) == app.name
+    with pytest.raises(RuntimeError, match="several apps"):
+        shared.test_client()

@@ -15,7 +15,7 @@ from flask.signals import got_request_exception
 
 from . import servers
 from .connection import WebSocket
-from .errors import ConnectionClosed
+from .errors import ConnectionClosed, UnsupportedServer
 from .handshake import Rejected, negotiate
 from .options import CONFIG_PREFIX, Options, check_names
 from .servers.testing import ERROR_KEY
@@ -174,15 +174,18 @@ class Duplex:
         app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
         environ = request.environ
         state = _state(app)
-        options = Options.from_config(app.config, route.options)
-        result = negotiate(environ, options)
-        if isinstance(result, Rejected):
-            return Response(result.body, result.status, result.headers)
         adapter = servers.detect(environ)
         if adapter is None:
-            return _unsupported_server(state, environ)
+            return _unsupported_server(state, environ, _NO_SOCKET)
+        options = Options.from_config(app.config, route.options)
+        result = negotiate(environ, options, adapter.request_protocol(environ))
+        if isinstance(result, Rejected):
+            return Response(result.body, result.status, result.headers)
 
-        handover = adapter.take_over(environ)
+        try:
+            handover = adapter.take_over(environ)
+        except UnsupportedServer as exc:
+            return _unsupported_server(state, environ, str(exc))
         try:
             handover.sock.sendall(result.response)
         except OSError:
@@ -240,14 +243,18 @@ def _state(app: Flask) -> DuplexState:
     return state
 
 
-def _unsupported_server(state: DuplexState, environ: Any) -> Response:
+_NO_SOCKET = "it does not hand over its sockets, so it cannot serve WebSockets"
+
+
+def _unsupported_server(state: DuplexState, environ: Any, why: str) -> Response:
     software = str(environ.get("SERVER_SOFTWARE", "unknown"))
     if software not in state.warned_servers:
         state.warned_servers.add(software)
         logger.error(
-            "flask-duplex: the WSGI server %r does not hand over its sockets, so it cannot "
-            "serve WebSockets; run the app on one of: %s",
+            "flask-duplex: cannot serve WebSockets on the WSGI server %r: %s. "
+            "The supported servers are: %s",
             software,
+            why,
             servers.supported_names(),
         )
     body = f"This server ({software}) cannot serve WebSocket connections.\n"

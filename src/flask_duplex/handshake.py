@@ -48,8 +48,14 @@ class Rejected:
     body: bytes
 
 
-def negotiate(environ: Mapping[str, Any], options: Options) -> Accepted | Rejected:
-    """Check the upgrade request in ``environ`` and prepare the server's answer."""
+def negotiate(
+    environ: Mapping[str, Any], options: Options, http_version: str = "HTTP/1.1"
+) -> Accepted | Rejected:
+    """Check the upgrade request in ``environ`` and prepare the server's answer.
+
+    ``http_version`` is the version on the client's request line, as the server
+    adapter knows it.
+    """
     if "websocket" not in environ.get("HTTP_UPGRADE", "").lower():
         return _reject(
             http.HTTPStatus.UPGRADE_REQUIRED,
@@ -71,7 +77,7 @@ def negotiate(environ: Mapping[str, Any], options: Options) -> Accepted | Reject
     )
     # Feed the request head through the protocol's own parser: it validates
     # the request line and headers and leaves the protocol ready for frames.
-    protocol.receive_data(_request_head(environ))
+    protocol.receive_data(_request_head(environ, http_version))
     requests = [event for event in protocol.events_received() if isinstance(event, Request)]
     if not requests:
         error = protocol.handshake_exc
@@ -127,7 +133,7 @@ def _first_shared_subprotocol(
     return None
 
 
-def _request_head(environ: Mapping[str, Any]) -> bytes:
+def _request_head(environ: Mapping[str, Any], http_version: str) -> bytes:
     """Rebuild the request line and headers the client sent, from the environ."""
     target = environ.get("RAW_URI") or environ.get("REQUEST_URI")
     if not target:
@@ -135,7 +141,7 @@ def _request_head(environ: Mapping[str, Any]) -> bytes:
         query = environ.get("QUERY_STRING")
         target = f"{path}?{query}" if query else path
     method = environ.get("REQUEST_METHOD", "GET")
-    lines = [f"{method} {target} {environ.get('SERVER_PROTOCOL', 'HTTP/1.1')}"]
+    lines = [f"{method} {target} {http_version}"]
     for key, value in environ.items():
         if key.startswith("HTTP_"):
             lines.append(f"{key[5:].replace('_', '-').title()}: {value}")

@@ -31,6 +31,13 @@ EVENT_READ = selectors.EVENT_READ
 EVENT_WRITE = selectors.EVENT_WRITE
 
 
+_LIVE_SELECTORS = tuple(
+    getattr(selectors, name)
+    for name in ("EpollSelector", "KqueueSelector", "DevpollSelector")
+    if hasattr(selectors, name)
+)
+
+
 class Timer:
     """A callback scheduled on the reactor; ``cancel()`` keeps it from running."""
 
@@ -58,6 +65,11 @@ class Reactor:
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
         self._selector.register(self._wake_r, EVENT_READ, None)
+        # epoll and kqueue see a registration made while the loop waits; the
+        # others (poll, select, gevent's and eventlet's selectors) collect
+        # their file descriptors when the wait starts, so the loop must be
+        # woken to notice a change.
+        self._wake_on_change = not isinstance(self._selector, _LIVE_SELECTORS)
         self._thread = threading.Thread(target=self._run, name="flask-duplex-reactor", daemon=True)
         self._thread.start()
 
@@ -75,6 +87,8 @@ class Reactor:
                 self._selector.register(sock.fileno(), events, callback)
             else:
                 self._selector.modify(sock.fileno(), events, callback)
+        if events and self._wake_on_change:
+            self._wake()
 
     def call_later(self, delay: float, callback: Callable[[], None]) -> Timer:
         """Run ``callback`` on the reactor thread after ``delay`` seconds."""

@@ -195,7 +195,12 @@ def create_app() -> Flask:
     @app.get("/stats")
     def stats() -> object:
         state = app.extensions["duplex"]
-        return jsonify(threads=threading.active_count(), connections=len(state.connections))
+        return jsonify(
+            threads=threading.active_count(),
+            os_threads=len(os.listdir("/proc/self/task")),
+            connections=len(state.connections),
+            pid=os.getpid(),
+        )
 
     @app.get("/plain")
     def plain() -> str:

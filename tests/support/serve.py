@@ -1,8 +1,25 @@
-"""Run the test app on one WSGI server: ``python -m tests.support.serve SERVER PORT``."""
+"""Run the test app on one WSGI server: ``python -m tests.support.serve SERVER PORT``.
+
+Each server is started the way its users start it: gevent and eventlet
+monkey-patch first; gunicorn runs from its command line.
+"""
 
 from __future__ import annotations
 
+import os
 import sys
+from pathlib import Path
+
+SERVERS = (
+    "werkzeug",
+    "gunicorn-gthread",
+    "gunicorn-gevent",
+    "gunicorn-eventlet",
+    "gunicorn-sync",
+    "gevent",
+    "eventlet",
+)
+APP = "tests.support.apps:app"
 
 
 def main() -> None:
@@ -11,8 +28,49 @@ def main() -> None:
         from tests.support.apps import app
 
         app.run(host="127.0.0.1", port=port, threaded=True)
+    elif server.startswith("gunicorn-"):
+        run_gunicorn(server.removeprefix("gunicorn-"), port)
+    elif server == "gevent":
+        from gevent import monkey
+
+        monkey.patch_all()
+        from gevent.pywsgi import WSGIServer
+
+        from tests.support.apps import app
+
+        WSGIServer(("127.0.0.1", port), app).serve_forever()
+    elif server == "eventlet":
+        import eventlet
+
+        eventlet.monkey_patch()
+        import eventlet.wsgi
+
+        from tests.support.apps import app
+
+        eventlet.wsgi.server(eventlet.listen(("127.0.0.1", port)), app, max_size=4096)
+    elif server == "wsgiref":
+        from wsgiref.simple_server import make_server
+
+        from tests.support.apps import app
+
+        make_server("127.0.0.1", port, app).serve_forever()
     else:
         raise SystemExit(f"unknown server {server!r}")
+
+
+def run_gunicorn(worker: str, port: int) -> None:
+    args = [sys.executable, "-m", "gunicorn", "-k", worker, "-b", f"127.0.0.1:{port}", "-w", "1"]
+    args += ["--access-logfile", "-", "--error-logfile", "-", "--graceful-timeout", "2"]
+    if worker == "gthread":
+        args += ["--threads", "256"]
+    elif worker in ("gevent", "eventlet"):
+        args += ["--worker-connections", "4096"]
+    env = dict(os.environ)
+    if worker == "eventlet":
+        # gunicorn 26 removed the eventlet worker; use the last release with it.
+        older = Path(sys.prefix) / "gunicorn-eventlet"
+        env["PYTHONPATH"] = os.pathsep.join([str(older), env.get("PYTHONPATH", ""), "."])
+    os.execve(sys.executable, [*args, APP], env)
 
 
 if __name__ == "__main__":

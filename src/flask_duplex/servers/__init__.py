@@ -13,12 +13,21 @@ from collections.abc import Mapping
 from typing import Any
 
 from .base import Handover, ServerAdapter
+from .eventlet import EventletAdapter
+from .gevent import GeventAdapter
+from .gunicorn import GunicornAdapter
 from .testing import TestingAdapter
 from .werkzeug import WerkzeugAdapter
 
 __all__ = ["ADAPTERS", "Handover", "ServerAdapter", "detect", "supported_names"]
 
-ADAPTERS: tuple[ServerAdapter, ...] = (TestingAdapter(), WerkzeugAdapter())
+ADAPTERS: tuple[ServerAdapter, ...] = (
+    TestingAdapter(),
+    WerkzeugAdapter(),
+    GunicornAdapter(),
+    EventletAdapter(),
+    GeventAdapter(),
+)
 
 
 def detect(environ: Mapping[str, Any]) -> ServerAdapter | None:

@@ -40,6 +40,10 @@ class ServerAdapter(abc.ABC):
     def response_after_close(self, environ: Mapping[str, Any]) -> Any:
         """What the view returns once the WebSocket is over and its socket shut down."""
 
+    def request_protocol(self, environ: Mapping[str, Any]) -> str:
+        """The HTTP version of the request line the client sent."""
+        return str(environ.get("SERVER_PROTOCOL", "HTTP/1.1"))
+
     def reactor(self) -> Reactor:
         """The reactor that serves connections on this server."""
         return get_reactor()

@@ -55,7 +55,7 @@ from websockets.server import ServerProtocol
 
 from .errors import ConnectionClosed, InvalidJSON
 from .options import Options
-from .reactor import EVENT_READ, EVENT_WRITE, Reactor, Timer
+from .reactor import Reactor, Timer
 
 __all__ = ["WebSocket"]
 
@@ -121,7 +121,7 @@ class WebSocket:
         self._input_done = False  # nothing more will be read
         self._failed = False  # this side failed the connection
         self._finished = False  # the handler returned; the socket is the server's again
-        self._events = 0  # what the reactor watches for
+        self._watched = False  # the reactor reads this socket
         self._keepalive: Timer | None = None
         self._keepalive_pong: threading.Event | None = None
 
@@ -177,10 +177,15 @@ class WebSocket:
             return None
         try:
             with self._lock:
+                if not self._inbox and not self._input_done and not self._reactor.direct_reads:
+                    wait = None if deadline is None else deadline - time.monotonic()
+                    self._input_ready.wait_for(lambda: self._inbox or self._input_done, wait)
                 if self._inbox:
                     return self._pop_message()
                 if self._input_done:
                     raise self._closed_error()
+                if not self._reactor.direct_reads:
+                    return None  # Timed out.
                 self._direct = True
                 self._update_watch()
             try:
@@ -334,17 +339,16 @@ class WebSocket:
             if error is not None:
                 raise error
 
-    def _on_ready(self, mask: int) -> None:
+    def _on_readable(self) -> None:
         # Reactor thread: never block here.
-        if mask & EVENT_READ:
-            with self._lock:
-                if self._direct or self._input_done or self._finished:
-                    return
-                data = _recv(self._sock)
-                if data is None:
-                    return
-                self._feed(data)
-                self._update_watch()
+        with self._lock:
+            if self._direct or self._input_done or self._finished:
+                return
+            data = _recv(self._sock)
+            if data is None:
+                return
+            self._feed(data)
+            self._update_watch()
         self._flush(block=False)
 
     def _feed(self, data: bytes) -> None:
@@ -419,8 +423,6 @@ class WebSocket:
         while True:
             with self._lock:
                 if not self._outbox:
-                    if self._events & EVENT_WRITE:
-                        self._update_watch()
                     self._write_lock.release()
                     return
                 chunks, self._outbox = self._outbox, []
@@ -435,11 +437,20 @@ class WebSocket:
                     raise self._closed_error() from None
                 return
             if rest:
+                # The peer is not reading. The reactor must not wait for it,
+                # so a short-lived thread (a greenlet under gevent or
+                # eventlet) finishes the write.
                 with self._lock:
                     self._outbox[:0] = rest
-                    self._update_watch(writing=True)
                     self._write_lock.release()
+                threading.Thread(target=self._flush_in_background, daemon=True).start()
                 return
+
+    def _flush_in_background(self) -> None:
+        try:
+            self._flush(block=True)
+        except ConnectionClosed:
+            pass
 
     def _write_chunks(self, chunks: list[bytes], block: bool) -> list[bytes]:
         """Write chunks in order; return what could not be written without blocking."""
@@ -551,19 +562,18 @@ class WebSocket:
 
     # -- state --------------------------------------------------------------
 
-    def _update_watch(self, writing: bool = False) -> None:
-        # Called with _lock held: tell the reactor what this socket needs.
-        events = 0
-        if not self._finished:
-            if not (self._direct or self._input_done) and (
-                len(self._inbox) < _INBOX_HIGH_WATER or self._protocol.state is not State.OPEN
-            ):
-                events |= EVENT_READ
-            if writing or (self._events & EVENT_WRITE and self._outbox):
-                events |= EVENT_WRITE
-        if events != self._events:
-            self._events = events
-            self._reactor.set_events(self._sock, events, self._on_ready)
+    def _update_watch(self) -> None:
+        # Called with _lock held: have the reactor read this socket exactly
+        # when nobody else does and there is room for more messages.
+        watch = not (self._finished or self._direct or self._input_done) and (
+            len(self._inbox) < _INBOX_HIGH_WATER or self._protocol.state is not State.OPEN
+        )
+        if watch != self._watched:
+            self._watched = watch
+            if watch:
+                self._reactor.watch(self._sock, self._on_readable)
+            else:
+                self._reactor.unwatch(self._sock)
 
     def _close_info(self) -> tuple[int, str]:
         received = self._protocol.close_rcvd

@@ -28,7 +28,6 @@ __all__ = ["Reactor", "Timer", "get_reactor"]
 logger = logging.getLogger("flask_duplex")
 
 EVENT_READ = selectors.EVENT_READ
-EVENT_WRITE = selectors.EVENT_WRITE
 
 
 _LIVE_SELECTORS = tuple(
@@ -65,30 +64,31 @@ class Reactor:
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
         self._selector.register(self._wake_r, EVENT_READ, None)
-        # epoll and kqueue see a registration made while the loop waits; the
-        # others (poll, select, gevent's and eventlet's selectors) collect
-        # their file descriptors when the wait starts, so the loop must be
-        # woken to notice a change.
-        self._wake_on_change = not isinstance(self._selector, _LIVE_SELECTORS)
+        # With epoll or kqueue a socket can move between the reactor and a
+        # handler's thread at the cost of two system calls, and a registration
+        # made while the loop waits counts at once. The other selectors (gevent's,
+        # and eventlet's green select) collect their file descriptors when a
+        # wait starts, and eventlet forbids two greenlets waiting on one socket:
+        # there the reactor does all the reading, and a greenlet switch per
+        # message is cheap.
+        self.direct_reads = isinstance(self._selector, _LIVE_SELECTORS)
         self._thread = threading.Thread(target=self._run, name="flask-duplex-reactor", daemon=True)
         self._thread.start()
 
-    def set_events(self, sock: socket.socket, events: int, callback: Callable[[int], None]) -> None:
-        """Watch ``sock`` for ``events`` (0 stops watching); call ``callback(mask)`` on readiness.
+    def watch(self, sock: socket.socket, callback: Callable[[], None]) -> None:
+        """Call ``callback()`` on the reactor thread whenever ``sock`` is readable.
 
-        The callback runs on the reactor thread and must not block.
+        The callback must not block.
         """
         with self._lock:
-            registered = self._selector.get_map().get(sock.fileno())
-            if events == 0:
-                if registered is not None:
-                    self._selector.unregister(sock.fileno())
-            elif registered is None:
-                self._selector.register(sock.fileno(), events, callback)
-            else:
-                self._selector.modify(sock.fileno(), events, callback)
-        if events and self._wake_on_change:
+            self._selector.register(sock.fileno(), EVENT_READ, callback)
+        if not self.direct_reads:
             self._wake()
+
+    def unwatch(self, sock: socket.socket) -> None:
+        """Stop watching ``sock``."""
+        with self._lock:
+            self._selector.unregister(sock.fileno())
 
     def call_later(self, delay: float, callback: Callable[[], None]) -> Timer:
         """Run ``callback`` on the reactor thread after ``delay`` seconds."""
@@ -112,12 +112,12 @@ class Reactor:
                 timeout = None
                 if self._timers:
                     timeout = max(0.0, self._timers[0][0] - time.monotonic())
-            for key, mask in self._selector.select(timeout):
+            for key, _ in self._selector.select(timeout):
                 if key.data is None:
                     self._drain_wakeups()
                     continue
                 try:
-                    key.data(mask)
+                    key.data()
                 except Exception:
                     logger.exception("flask-duplex: socket callback failed")
             self._run_due_timers()

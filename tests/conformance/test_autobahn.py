@@ -10,16 +10,29 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.serve import SERVERS
 from tests.support.servers import running
 
 OK = {"OK", "NON-STRICT", "INFORMATIONAL"}
 
+# Nine tenths of the suite's time goes to the permessage-deflate cases with
+# large messages (12.x and 13.x, sizes from 16 kB up): the same engine code
+# on every server, whose I/O the 9.x cases already load with 16 MiB messages.
+# Werkzeug runs them all; the other servers run the small sizes of each.
+LARGE_COMPRESSED = [
+    f"{group}.{variant}.{size}"
+    for group, variants in ((12, range(1, 6)), (13, range(1, 8)))
+    for variant in variants
+    for size in range(7 if variant > 1 else 10, 19)
+]
 
-def kosoku_failures(port: int, outdir: Path) -> tuple[int, list[str]]:
-    """Run every case against /echo-big; return the case count and the failures."""
+
+def kosoku_failures(port: int, outdir: Path, exclude: list[str]) -> tuple[int, list[str]]:
+    """Run the cases against /echo-big; return the case count and the failures."""
     kosoku = shutil.which("kosoku") or str(Path(sys.executable).with_name("kosoku"))
+    excluded = [arg for case in exclude for arg in ("-x", case)]
     result = subprocess.run(
-        [kosoku, "-p", "4", "-o", str(outdir), f"127.0.0.1:{port}/echo-big"],
+        [kosoku, "-p", "4", *excluded, "-o", str(outdir), f"127.0.0.1:{port}/echo-big"],
         capture_output=True,
         text=True,
         timeout=900,
@@ -39,10 +52,11 @@ def kosoku_failures(port: int, outdir: Path) -> tuple[int, list[str]]:
     return len(cases), failures
 
 
-@pytest.mark.parametrize("server_name", ["werkzeug"])
+@pytest.mark.parametrize("server_name", SERVERS)
 def test_autobahn_cases_all_pass(server_name: str, tmp_path: Path) -> None:
     """Every Autobahn case ends OK, NON-STRICT or INFORMATIONAL, with a clean close."""
+    exclude = [] if server_name == "werkzeug" else LARGE_COMPRESSED
     with running(server_name) as server:
-        count, failures = kosoku_failures(server.port, tmp_path)
-    assert count > 500
+        count, failures = kosoku_failures(server.port, tmp_path, exclude)
+    assert count == 517 - len(exclude)
     assert not failures, "\n".join(failures)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from .connection import WebSocket
 from .errors import (
+    BackendUnavailable,
     ConnectionClosed,
     DuplexError,
     HandshakeRejected,
@@ -14,6 +15,7 @@ from .extension import Duplex, DuplexState
 from .options import Options
 
 __all__ = [
+    "BackendUnavailable",
     "ConnectionClosed",
     "Duplex",
     "DuplexError",

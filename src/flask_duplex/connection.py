@@ -40,6 +40,7 @@ from __future__ import annotations
 import codecs
 import collections
 import json
+import logging
 import os
 import select
 import socket
@@ -54,10 +55,13 @@ from websockets.protocol import State
 from websockets.server import ServerProtocol
 
 from .errors import ConnectionClosed, InvalidJSON
+from .hub import Hub
 from .options import Options
-from .reactor import Reactor, Timer
+from .reactor import EVENT_READ, EVENT_WRITE, Reactor, Timer
 
 __all__ = ["WebSocket"]
+
+logger = logging.getLogger("flask_duplex")
 
 Message = str | bytes
 
@@ -92,6 +96,7 @@ class WebSocket:
         options: Options,
         environ: Mapping[str, Any],
         reactor: Reactor,
+        hub: Hub | None = None,
         prefetched: bytes = b"",
         json_dumps: Callable[[Any], str] = json.dumps,
         json_loads: Callable[[str | bytes], Any] = json.loads,
@@ -121,12 +126,20 @@ class WebSocket:
         self._input_done = False  # nothing more will be read
         self._failed = False  # this side failed the connection
         self._finished = False  # the handler returned; the socket is the server's again
-        self._watched = False  # the reactor reads this socket
+        self._events = 0  # what the reactor watches this socket for
+        self._stalled = False  # the reactor holds the write lock until the outbox drains
+        self._front_partial = False  # the outbox starts mid-frame
+        self._rooms: set[str] = set()
+        self._hub: Hub | None = hub
         self._keepalive: Timer | None = None
         self._keepalive_pong: threading.Event | None = None
 
         self._sock_timeout = sock.gettimeout()
         sock.setblocking(False)
+        if sock.family in (socket.AF_INET, socket.AF_INET6):
+            # Messages are written whole; waiting to coalesce them (Nagle) only
+            # adds up to a delayed-ACK timeout (40 ms) to each small one.
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         if prefetched:
             with self._lock:
                 self._feed(prefetched)
@@ -157,6 +170,31 @@ class WebSocket:
     def close_reason(self) -> str | None:
         """The close reason, or ``None`` while open."""
         return self._close_info()[1] if self.closed else None
+
+    @property
+    def rooms(self) -> frozenset[str]:
+        """The rooms this connection is in."""
+        return frozenset(self._rooms)
+
+    def join(self, room: str) -> None:
+        """Put this connection in ``room``: it gets what is broadcast to the room."""
+        if not isinstance(room, str):
+            raise TypeError(f"room names are str, not {type(room).__name__}")
+        with self._lock:
+            if room in self._rooms or self._finished:
+                return
+            self._rooms.add(room)
+        if self._hub is not None:
+            self._hub.join(self, room)
+
+    def leave(self, room: str) -> None:
+        """Take this connection out of ``room``; nothing broadcast there reaches it after."""
+        with self._lock:
+            if room not in self._rooms:
+                return
+            self._rooms.discard(room)
+        if self._hub is not None:
+            self._hub.leave(self, room)
 
     def receive(self, timeout: float | None = None) -> Message | None:
         """Return the next message.
@@ -339,8 +377,12 @@ class WebSocket:
             if error is not None:
                 raise error
 
-    def _on_readable(self) -> None:
+    def _on_ready(self, mask: int) -> None:
         # Reactor thread: never block here.
+        if mask & EVENT_WRITE and self._stalled:
+            self._write_out(block=False)  # The stalled writer left us the write lock.
+        if not mask & EVENT_READ:
+            return
         with self._lock:
             if self._direct or self._input_done or self._finished:
                 return
@@ -417,12 +459,24 @@ class WebSocket:
     # -- writing ------------------------------------------------------------
 
     def _flush(self, block: bool) -> None:
-        """Write the outbox; with ``block=False`` (reactor), never wait on the socket."""
-        if not self._write_lock.acquire(blocking=block):
-            return  # The thread holding it writes what we queued.
+        """Write the outbox; with ``block=False``, never wait on the socket."""
+        if self._write_lock.acquire(blocking=block):
+            self._write_out(block)
+        # Else the holder of the write lock writes what we queued.
+
+    def _write_out(self, block: bool) -> None:
+        """Write the outbox, holding the write lock; release it when the outbox is empty.
+
+        A non-blocking writer that fills the socket keeps the lock and hands
+        the rest to the reactor, which finishes when the socket drains; blocking
+        senders wait on the lock meanwhile, never on the socket.
+        """
         while True:
             with self._lock:
                 if not self._outbox:
+                    if self._stalled:
+                        self._stalled = False
+                        self._update_watch()
                     self._write_lock.release()
                     return
                 chunks, self._outbox = self._outbox, []
@@ -431,46 +485,87 @@ class WebSocket:
             except OSError:
                 with self._lock:
                     self._outbox.clear()
+                    self._stalled = False
+                    self._update_watch()
                     self._write_lock.release()
                 self._abort()
                 if block:
                     raise self._closed_error() from None
                 return
             if rest:
-                # The peer is not reading. The reactor must not wait for it,
-                # so a short-lived thread (a greenlet under gevent or
-                # eventlet) finishes the write.
                 with self._lock:
                     self._outbox[:0] = rest
-                    self._write_lock.release()
-                threading.Thread(target=self._flush_in_background, daemon=True).start()
+                    if not self._stalled:
+                        self._stalled = True
+                        self._update_watch()
                 return
 
-    def _flush_in_background(self) -> None:
-        try:
-            self._flush(block=True)
-        except ConnectionClosed:
-            pass
-
     def _write_chunks(self, chunks: list[bytes], block: bool) -> list[bytes]:
-        """Write chunks in order; return what could not be written without blocking."""
+        """Write chunks in order; return what could not be written without blocking.
+
+        Sets ``_front_partial`` when the first returned chunk is the tail of a
+        frame already partly on the wire.
+        """
         sock = self._sock
-        pending: list[bytes] = []
-        for chunk in chunks:
-            if not chunk:  # The protocol's end-of-stream marker.
-                if pending:
-                    rest = _send_all(sock, b"".join(pending), block)
-                    pending = []
-                    if rest:
-                        return [rest, chunk]
-                _shutdown(sock, socket.SHUT_WR)
-            else:
-                pending.append(chunk)
-        if pending:
-            rest = _send_all(sock, pending[0] if len(pending) == 1 else b"".join(pending), block)
+        start = 0
+        for index, chunk in enumerate(chunks):
+            if chunk:
+                continue
+            # The protocol's end-of-stream marker: write what comes before it, then shut down.
+            rest = self._send_run(chunks[start:index], block)
             if rest:
-                return [rest]
-        return []
+                return [*rest, *chunks[index:]]
+            _shutdown(sock, socket.SHUT_WR)
+            start = index + 1
+        return self._send_run(chunks[start:], block)
+
+    def _send_run(self, chunks: list[bytes], block: bool) -> list[bytes]:
+        if not chunks:
+            return []
+        data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        sent = _send_all(self._sock, data, block)
+        if sent == len(data):
+            return []
+        # Find the frame the write stopped in.
+        for index, chunk in enumerate(chunks):
+            if sent < len(chunk):
+                self._front_partial = sent > 0
+                return [chunk[sent:], *chunks[index + 1 :]]
+            sent -= len(chunk)
+        raise AssertionError("unreachable")
+
+    def _send_nowait(self, message: Message) -> None:
+        """Queue a message for a broadcast, without waiting on the socket.
+
+        A connection whose peer stopped reading and that has ``max_queue``
+        messages waiting is closed with 1013; the messages still waiting are
+        dropped and the close frame takes their place.
+        """
+        with self._lock:
+            if self._protocol.state is not State.OPEN or self._input_done:
+                return
+            if self._stalled and len(self._outbox) >= self._options.max_queue:
+                self._outbox = self._outbox[:1] if self._front_partial else []
+                self._fail_locked(1013, "too slow: outbound queue full")
+                # Wake a handler blocked reading this socket: nothing more is read.
+                _shutdown(self._sock, socket.SHUT_RD)
+                overflowed = True
+            else:
+                if isinstance(message, str):
+                    self._protocol.send_text(message.encode())
+                else:
+                    self._protocol.send_binary(message)
+                self._outbox += self._protocol.data_to_send()
+                overflowed = False
+        if overflowed:
+            logger.warning(
+                "flask-duplex: closed connection %s with 1013: it stopped reading and %d "
+                "messages were waiting for it (max_queue)",
+                self.id,
+                self._options.max_queue,
+            )
+            self._reactor.call_later(self._options.close_timeout, self._abort)
+        self._flush(block=False)
 
     # -- pings, keepalive, failure ------------------------------------------
 
@@ -564,16 +659,19 @@ class WebSocket:
 
     def _update_watch(self) -> None:
         # Called with _lock held: have the reactor read this socket exactly
-        # when nobody else does and there is room for more messages.
-        watch = not (self._finished or self._direct or self._input_done) and (
-            len(self._inbox) < _INBOX_HIGH_WATER or self._protocol.state is not State.OPEN
-        )
-        if watch != self._watched:
-            self._watched = watch
-            if watch:
-                self._reactor.watch(self._sock, self._on_readable)
-            else:
-                self._reactor.unwatch(self._sock)
+        # when nobody else does and there is room for more messages, and
+        # finish writes that would have blocked.
+        events = 0
+        if not self._finished:
+            if not (self._direct or self._input_done) and (
+                len(self._inbox) < _INBOX_HIGH_WATER or self._protocol.state is not State.OPEN
+            ):
+                events |= EVENT_READ
+            if self._stalled:
+                events |= EVENT_WRITE
+        if events != self._events:
+            self._events = events
+            self._reactor.set_events(self._sock, events, self._on_ready)
 
     def _close_info(self) -> tuple[int, str]:
         received = self._protocol.close_rcvd
@@ -615,19 +713,18 @@ def _recv(sock: socket.socket) -> bytes | None:
         return b""  # Reset or shut down: the stream is over.
 
 
-def _send_all(sock: socket.socket, data: bytes, block: bool) -> bytes:
-    """Send ``data``; return the unsent rest (only when ``block`` is False)."""
+def _send_all(sock: socket.socket, data: bytes, block: bool) -> int:
+    """Send ``data``; return how many bytes went (all of them when ``block`` is True)."""
     view = memoryview(data)
-    while view:
+    total = 0
+    while total < len(data):
         try:
-            sent = sock.send(view)
+            total += sock.send(view[total:])
         except (BlockingIOError, InterruptedError):
             if not block:
-                return bytes(view)
+                return total
             _wait_writable(sock)
-            continue
-        view = view[sent:]
-    return b""
+    return total
 
 
 def _wait_readable(sock: socket.socket, timeout: float | None) -> bool:

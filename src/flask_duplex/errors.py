@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 __all__ = [
+    "BackendUnavailable",
     "ConnectionClosed",
     "DuplexError",
     "HandshakeRejected",
@@ -64,3 +65,7 @@ class InvalidJSON(DuplexError, ValueError):
     def __init__(self, message: str | bytes, error: ValueError) -> None:
         self.message = message
         super().__init__(f"message is not valid JSON: {error}")
+
+
+class BackendUnavailable(DuplexError):
+    """The message queue (Redis) cannot be reached; the message was not sent."""

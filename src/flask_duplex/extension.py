@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import sys
 import threading
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from flask import Blueprint, Flask, Response, current_app, has_app_context, request
@@ -17,6 +18,7 @@ from . import servers
 from .connection import WebSocket
 from .errors import ConnectionClosed, UnsupportedServer
 from .handshake import Rejected, negotiate
+from .hub import Hub, create_hub, encode_message
 from .options import CONFIG_PREFIX, Options, check_names
 from .servers.testing import ERROR_KEY
 
@@ -31,6 +33,8 @@ logger = logging.getLogger("flask_duplex")
 
 Handler = Callable[..., Any]
 F = TypeVar("F", bound=Handler)
+H = TypeVar("H", bound=Callable[[WebSocket], Any])
+Exclude = WebSocket | str | Iterable[WebSocket | str] | None
 
 _OPTION_DEFAULTS = {field.name: field.default for field in dataclasses.fields(Options)}
 
@@ -48,15 +52,19 @@ class DuplexState:
 
     Attributes:
         duplex: The :class:`Duplex` bound to the app.
-        connections: The app's open WebSocket connections in this process.
+        hub: The rooms, broadcast and presence backend of the app.
     """
 
-    def __init__(self, duplex: Duplex, app: Flask) -> None:
+    def __init__(self, duplex: Duplex, app: Flask, hub: Hub) -> None:
         self.duplex = duplex
-        self.connections: set[WebSocket] = set()
-        self.lock = threading.Lock()
+        self.hub = hub
         self._app = weakref.ref(app)
         self.warned_servers: set[str] = set()
+
+    @property
+    def connections(self) -> set[WebSocket]:
+        """The app's open WebSocket connections in this process."""
+        return self.hub.local_connections()
 
     def test_client(self, http: FlaskClient | None = None, *, timeout: float = 5.0) -> TestClient:
         """A client for this app's WebSocket routes; see :meth:`Duplex.test_client`."""
@@ -75,9 +83,29 @@ class Duplex:
     factory; one ``Duplex`` can serve several apps.
     """
 
-    def __init__(self, app: Flask | None = None) -> None:
+    def __init__(
+        self,
+        app: Flask | None = None,
+        *,
+        message_queue: str | None = None,
+        channel: str | None = None,
+    ) -> None:
+        """
+        Args:
+            app: The app to serve now; or call :meth:`init_app` later.
+            message_queue: A ``redis://`` URL shared by every process that
+                serves or publishes; overrides ``DUPLEX_MESSAGE_QUEUE``. A
+                process with no app (a worker job) can still broadcast with it.
+            channel: The Redis channel and key prefix; overrides ``DUPLEX_CHANNEL``.
+        """
         self._routes: list[_Route] = []
         self._apps: weakref.WeakSet[Flask] = weakref.WeakSet()  # For routes added late.
+        self._message_queue = message_queue
+        self._channel = channel
+        self._publisher: Hub | None = None  # For a process with no app.
+        self._publisher_lock = threading.Lock()
+        self._connect_hooks: list[Callable[[WebSocket], Any]] = []
+        self._disconnect_hooks: list[Callable[[WebSocket], Any]] = []
         if app is not None:
             self.init_app(app)
 
@@ -89,11 +117,94 @@ class Duplex:
         """
         for name, default in _OPTION_DEFAULTS.items():
             app.config.setdefault(CONFIG_PREFIX + name.upper(), default)
+        app.config.setdefault("DUPLEX_MESSAGE_QUEUE", None)
+        app.config.setdefault("DUPLEX_CHANNEL", "flask-duplex")
+        app.config.setdefault("DUPLEX_PRESENCE_TTL", 30.0)
         Options.from_config(app.config)
-        app.extensions["duplex"] = DuplexState(self, app)
+        hub = create_hub(
+            self._message_queue or app.config["DUPLEX_MESSAGE_QUEUE"],
+            channel=self._channel or app.config["DUPLEX_CHANNEL"],
+            presence_ttl=float(app.config["DUPLEX_PRESENCE_TTL"]),
+        )
+        app.extensions["duplex"] = DuplexState(self, app, hub)
         self._apps.add(app)
         for route in self._routes:
             self._add_rule(app, route)
+
+    # -- rooms, broadcast, presence -------------------------------------------
+
+    def broadcast(self, message: Any, to: str | None = None, exclude: Exclude = None) -> None:
+        """Send ``message`` to every connection in room ``to``, in every process.
+
+        Args:
+            message: ``str`` (a text frame), bytes-like (binary), or a
+                ``dict``/``list`` (sent as JSON text).
+            to: A room name; ``None`` sends to every connection of the app.
+            exclude: A connection, a connection id, or several, to skip.
+
+        Raises:
+            TypeError: ``message`` has another type.
+            BackendUnavailable: The message queue cannot be reached; nothing was sent.
+        """
+        hub, dumps = self._hub()
+        hub.broadcast(encode_message(message, dumps), to, frozenset(_ids(exclude)))
+
+    def send_to(self, connection_id: str, message: Any) -> None:
+        """Send ``message`` to the connection with this id, wherever it lives.
+
+        Raises:
+            TypeError: ``message`` has another type than for :meth:`broadcast`.
+            BackendUnavailable: The message queue cannot be reached.
+        """
+        hub, dumps = self._hub()
+        hub.send_to(connection_id, encode_message(message, dumps))
+
+    def members(self, room: str) -> set[str]:
+        """The ids of the connections in ``room``, across all processes.
+
+        Raises:
+            BackendUnavailable: The message queue cannot be reached.
+        """
+        hub, _ = self._hub()
+        return hub.members(room)
+
+    def on_connect(self, hook: H) -> H:
+        """Register ``hook(ws)``, called when a connection opens, before its handler."""
+        self._connect_hooks.append(hook)
+        return hook
+
+    def on_disconnect(self, hook: H) -> H:
+        """Register ``hook(ws)``, called when a connection ended and left every room."""
+        self._disconnect_hooks.append(hook)
+        return hook
+
+    def _hub(self) -> tuple[Hub, Callable[[Any], str]]:
+        """The hub to publish with: the current app's, the only app's, or a publisher's."""
+        app: Flask | None = None
+        if has_app_context() and current_app.extensions.get("duplex") is not None:
+            candidate = current_app._get_current_object()  # type: ignore[attr-defined]
+            if candidate.extensions["duplex"].duplex is self:
+                app = candidate
+        if app is None:
+            apps = list(self._apps)
+            if len(apps) > 1:
+                raise RuntimeError(
+                    "this Duplex serves several apps; broadcast inside an app context"
+                )
+            app = apps[0] if apps else None
+        if app is not None:
+            return _state(app).hub, app.json.dumps
+        if self._message_queue is None:
+            raise RuntimeError(
+                "this Duplex has no app and no message_queue: call init_app(app), or "
+                "pass message_queue='redis://...' to publish from a process without routes"
+            )
+        with self._publisher_lock:
+            if self._publisher is None:
+                self._publisher = create_hub(
+                    self._message_queue, channel=self._channel or "flask-duplex", presence_ttl=30.0
+                )
+        return self._publisher, json.dumps
 
     def test_client(self, http: FlaskClient | None = None, *, timeout: float = 5.0) -> TestClient:
         """A client that opens connections to this extension's routes without a server.
@@ -196,18 +307,21 @@ class Duplex:
             options=options,
             environ=environ,
             reactor=adapter.reactor(),
+            hub=state.hub,
             prefetched=handover.prefetched,
             json_dumps=app.json.dumps,
             json_loads=app.json.loads,
         )
-        with state.lock:
-            state.connections.add(ws)
+        state.hub.add(ws)
         try:
-            _run_handler(app, route, ws, view_args)
+            if _run_hooks(app, self._connect_hooks, ws):
+                _run_handler(app, route, ws, view_args)
+            else:
+                ws.close(1011)
         finally:
             ws._finish()
-            with state.lock:
-                state.connections.discard(ws)
+            state.hub.remove(ws)
+            _run_hooks(app, self._disconnect_hooks, ws)
         return adapter.response_after_close(environ)
 
 
@@ -223,6 +337,25 @@ def _run_handler(app: Flask, route: _Route, ws: WebSocket, view_args: dict[str, 
         ws.close(1011)
     else:
         ws.close(1000)
+
+
+def _run_hooks(app: Flask, hooks: list[Callable[[WebSocket], Any]], ws: WebSocket) -> bool:
+    """Run connect or disconnect hooks; False if one raised (it is logged)."""
+    for hook in hooks:
+        try:
+            hook(ws)
+        except Exception:
+            _report(app)
+            return False
+    return True
+
+
+def _ids(exclude: Exclude) -> Iterable[str]:
+    if exclude is None:
+        return ()
+    if isinstance(exclude, str | WebSocket):
+        exclude = [exclude]
+    return (item.id if isinstance(item, WebSocket) else str(item) for item in exclude)
 
 
 def _report(app: Flask) -> None:

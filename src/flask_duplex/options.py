@@ -32,6 +32,8 @@ class Options:
         subprotocols: Subprotocols this route speaks, most preferred first.
         origins: Extra origins accepted besides the server's own; ``"*"`` in
             the list accepts any origin.
+        max_queue: Messages that may wait for a client that stopped reading
+            before broadcasts close it with 1013.
     """
 
     max_message_size: int | None = 2**20
@@ -41,6 +43,7 @@ class Options:
     compression: bool = True
     subprotocols: tuple[str, ...] = ()
     origins: tuple[str, ...] = ()
+    max_queue: int = 64
 
     def __post_init__(self) -> None:
         size = self.max_message_size
@@ -50,6 +53,8 @@ class Options:
             value = getattr(self, name)
             if value is not None and (not _is_number(value) or value <= 0):
                 raise ValueError(f"{name} must be a positive number or None, not {value!r}")
+        if not _is_int(self.max_queue) or self.max_queue <= 0:
+            raise ValueError(f"max_queue must be a positive int, not {self.max_queue!r}")
         if not _is_number(self.close_timeout) or self.close_timeout <= 0:
             raise ValueError(f"close_timeout must be a positive number, not {self.close_timeout!r}")
         if not isinstance(self.compression, bool):

@@ -28,6 +28,7 @@ __all__ = ["Reactor", "Timer", "get_reactor"]
 logger = logging.getLogger("flask_duplex")
 
 EVENT_READ = selectors.EVENT_READ
+EVENT_WRITE = selectors.EVENT_WRITE
 
 
 _LIVE_SELECTORS = tuple(
@@ -75,20 +76,25 @@ class Reactor:
         self._thread = threading.Thread(target=self._run, name="flask-duplex-reactor", daemon=True)
         self._thread.start()
 
-    def watch(self, sock: socket.socket, callback: Callable[[], None]) -> None:
-        """Call ``callback()`` on the reactor thread whenever ``sock`` is readable.
+    def set_events(self, sock: socket.socket, events: int, callback: Callable[[int], None]) -> None:
+        """Watch ``sock`` for ``events`` (0 stops watching).
 
-        The callback must not block.
+        ``callback(mask)`` runs on the reactor thread when the socket is ready,
+        and must not block.
         """
+        fd = sock.fileno()
         with self._lock:
-            self._selector.register(sock.fileno(), EVENT_READ, callback)
+            registered = fd in self._selector.get_map()
+            if not events:
+                if registered:
+                    self._selector.unregister(fd)
+                return
+            if registered:
+                self._selector.modify(fd, events, callback)
+            else:
+                self._selector.register(fd, events, callback)
         if not self.direct_reads:
             self._wake()
-
-    def unwatch(self, sock: socket.socket) -> None:
-        """Stop watching ``sock``."""
-        with self._lock:
-            self._selector.unregister(sock.fileno())
 
     def call_later(self, delay: float, callback: Callable[[], None]) -> Timer:
         """Run ``callback`` on the reactor thread after ``delay`` seconds."""
@@ -112,12 +118,12 @@ class Reactor:
                 timeout = None
                 if self._timers:
                     timeout = max(0.0, self._timers[0][0] - time.monotonic())
-            for key, _ in self._selector.select(timeout):
+            for key, mask in self._selector.select(timeout):
                 if key.data is None:
                     self._drain_wakeups()
                     continue
                 try:
-                    key.data()
+                    key.data(mask)
                 except Exception:
                     logger.exception("flask-duplex: socket callback failed")
             self._run_due_timers()

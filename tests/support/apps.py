@@ -8,7 +8,7 @@ import time
 
 from flask import Blueprint, Flask, abort, g, jsonify, request, session
 
-from flask_duplex import ConnectionClosed, Duplex, WebSocket
+from flask_duplex import BackendUnavailable, ConnectionClosed, Duplex, WebSocket
 
 duplex = Duplex()
 
@@ -146,6 +146,20 @@ def bad_send(ws: WebSocket) -> None:
     ws.receive()
 
 
+@duplex.route("/room/<name>")
+def room(ws: WebSocket, name: str) -> None:
+    ws.join(name)
+    duplex.broadcast(f"{ws.id} joined", to=name, exclude=ws)
+    for message in ws:
+        if message == "whoami":
+            ws.send(ws.id)
+        elif message == "leave":
+            ws.leave(name)
+            ws.send("left")
+        else:
+            duplex.broadcast(message, to=name)
+
+
 protected = Blueprint("protected", __name__, url_prefix="/private")
 
 
@@ -175,10 +189,20 @@ def nested_echo(ws: WebSocket) -> None:
 outer.register_blueprint(inner)
 
 
+def _rss_kb() -> int:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
 def create_app() -> Flask:
     app = Flask(__name__)
     app.secret_key = "test only"
     app.config["DUPLEX_CLOSE_TIMEOUT"] = float(os.environ.get("DUPLEX_TEST_CLOSE_TIMEOUT", "2"))
+    app.config["DUPLEX_MESSAGE_QUEUE"] = os.environ.get("DUPLEX_TEST_MESSAGE_QUEUE")
+    app.config["DUPLEX_PRESENCE_TTL"] = float(os.environ.get("DUPLEX_TEST_PRESENCE_TTL", "30"))
     duplex.init_app(app)
     app.register_blueprint(protected)
     app.register_blueprint(outer)
@@ -200,7 +224,39 @@ def create_app() -> Flask:
             os_threads=len(os.listdir("/proc/self/task")),
             connections=len(state.connections),
             pid=os.getpid(),
+            rss_kb=_rss_kb(),
         )
+
+    @app.post("/announce")
+    def announce() -> object:
+        try:
+            duplex.broadcast({"text": request.form["text"]}, to=request.form.get("to"))
+        except BackendUnavailable as exc:
+            return str(exc), 503
+        return "", 204
+
+    @app.post("/flood")
+    def flood() -> object:
+        payload = "x" * int(request.form["size"])
+        for index in range(int(request.form["n"])):
+            duplex.broadcast(f"{index}:{payload}", to=request.form["to"])
+        return "", 204
+
+    @app.post("/send/<connection_id>")
+    def send(connection_id: str) -> object:
+        try:
+            for _ in range(int(request.form.get("n", "1"))):
+                duplex.send_to(connection_id, request.form["text"])
+        except BackendUnavailable as exc:
+            return str(exc), 503
+        return "", 204
+
+    @app.get("/members/<name>")
+    def members(name: str) -> object:
+        try:
+            return jsonify(sorted(duplex.members(name)))
+        except BackendUnavailable as exc:
+            return str(exc), 503
 
     @app.get("/plain")
     def plain() -> str:

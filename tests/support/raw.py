@@ -17,10 +17,21 @@ from websockets.streams import StreamReader
 
 class RawClient:
     def __init__(
-        self, port: int, path: str = "/echo", headers: dict[str, str | None] | None = None
+        self,
+        port: int,
+        path: str = "/echo",
+        headers: dict[str, str | None] | None = None,
+        rcvbuf: int | None = None,
     ) -> None:
-        """Connect and send the opening handshake; ``None`` in ``headers`` drops a header."""
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+        """Connect and send the opening handshake; ``None`` in ``headers`` drops a header.
+
+        ``rcvbuf`` shrinks the client's receive buffer, to make a slow reader.
+        """
+        self.sock = socket.socket()
+        self.sock.settimeout(5)
+        if rcvbuf is not None:
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        self.sock.connect(("127.0.0.1", port))
         fields: dict[str, str | None] = {
             "Host": f"127.0.0.1:{port}",
             "Upgrade": "websocket",
@@ -65,32 +76,32 @@ class RawClient:
             if not chunk:
                 return data
             data += chunk
-        raise AssertionError(f"server did not close within {timeout}s; got {data!r}")
+        raise AssertionError(f"server did not close within {timeout}s; got {data[:200]!r}...")
 
     def read_frame(self, timeout: float = 5.0) -> Frame:
         """The next frame from the server."""
         self.sock.settimeout(timeout)
         while True:
-            frame = parse_frames(self.buffer)
-            if frame:
-                first, consumed = frame[0]
+            parsed = parse_frames(self.buffer, limit=1)
+            if parsed:
+                frame, consumed = parsed[0]
                 self.buffer = self.buffer[consumed:]
-                return first
+                return frame
             chunk = self.sock.recv(65536)
             if not chunk:
-                raise EOFError(f"connection closed; buffered {self.buffer!r}")
+                raise EOFError(f"connection closed; {len(self.buffer)} bytes buffered")
             self.buffer += chunk
 
     def close(self) -> None:
         self.sock.close()
 
 
-def parse_frames(data: bytes) -> list[tuple[Frame, int]]:
+def parse_frames(data: bytes, limit: int | None = None) -> list[tuple[Frame, int]]:
     """Parse the complete server frames at the start of ``data``, with their end offsets."""
     reader = StreamReader()
     reader.feed_data(data)
     frames: list[tuple[Frame, int]] = []
-    while True:
+    while limit is None or len(frames) < limit:
         parser = Frame.parse(reader.read_exact, mask=False)
         try:
             next(parser)
@@ -100,6 +111,7 @@ def parse_frames(data: bytes) -> list[tuple[Frame, int]]:
         except Exception:
             return frames
         return frames  # The parser wants more bytes: the next frame is incomplete.
+    return frames
 
 
 def close_frame(code: int, reason: str = "") -> bytes:

@@ -102,13 +102,15 @@ def test_client_vanishing_mid_message_leaves_the_worker_healthy(server: Server) 
 
 
 def test_pings_and_close_answered_while_the_handler_sleeps(server: Server) -> None:
-    """The background reader works under this server's concurrency model."""
+    """A busy handler delays neither pongs nor the closing handshake, on every server."""
     with connect(f"{server.url}/sleep?seconds=2") as ws:
         assert ws.ping().wait(1)
         started = time.monotonic()
         ws.close()
         assert time.monotonic() - started < 0.5
     assert ws.protocol.close_code == 1000
+    # When the handler wakes up, its next send finds the connection closed.
+    server.wait_for_log("sleep-route: closed 1000")
 
 
 def test_access_log_shows_101(server: Server) -> None:

@@ -241,15 +241,7 @@ class WebSocket:
         Ends quietly on close codes 1000, 1001 and 1005 (no code); raises
         :class:`ConnectionClosed` on any other.
         """
-        while True:
-            try:
-                message = self.receive()
-            except ConnectionClosed as exc:
-                if exc.code in NORMAL_CLOSE_CODES:
-                    return
-                raise
-            assert message is not None
-            yield message
+        return iterate(self.receive)
 
     def send(self, message: str | bytes | bytearray | memoryview) -> None:
         """Send ``message``: a text frame for ``str``, a binary frame for bytes-like.
@@ -685,6 +677,19 @@ class WebSocket:
     def _closed_error(self) -> ConnectionClosed:
         code, reason = self._close_info()
         return ConnectionClosed(code, reason)
+
+
+def iterate(receive: Callable[[], Message | None]) -> Iterator[Message]:
+    """Yield what ``receive()`` returns until a close; quietly on a normal close code."""
+    while True:
+        try:
+            message = receive()
+        except ConnectionClosed as exc:
+            if exc.code in NORMAL_CLOSE_CODES:
+                return
+            raise
+        assert message is not None
+        yield message
 
 
 def check_close(code: int, reason: str) -> None:

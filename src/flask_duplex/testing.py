@@ -30,7 +30,7 @@ from websockets.sync.client import ClientConnection, connect
 from websockets.typing import Subprotocol
 from werkzeug.test import EnvironBuilder
 
-from .connection import NORMAL_CLOSE_CODES
+from .connection import iterate
 from .errors import ConnectionClosed, HandshakeRejected
 from .servers.testing import ERROR_KEY, PREFETCHED_KEY, SOCKET_KEY
 
@@ -187,15 +187,7 @@ class TestConnection:
         self._client.close(code, reason)
 
     def __iter__(self) -> Iterator[str | bytes]:
-        while True:
-            try:
-                message = self.receive()
-            except ConnectionClosed as exc:
-                if exc.code in NORMAL_CLOSE_CODES:
-                    return
-                raise
-            assert message is not None
-            yield message
+        return iterate(self.receive)
 
     def __enter__(self) -> TestConnection:
         return self

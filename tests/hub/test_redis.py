@@ -15,6 +15,7 @@ from contextlib import ExitStack
 import pytest
 from websockets.sync.client import ClientConnection, connect
 
+from flask_duplex import Duplex
 from tests.support.redis_server import RedisServer, redis_server
 from tests.support.servers import Server, running
 
@@ -84,6 +85,36 @@ def test_broadcast_send_to_and_members_cross_processes(pair: tuple[Server, Serve
         assert recv(bob) == "psst"
         assert sorted(members(first, "r1")) == sorted(members(second, "r1"))
         assert set(members(first, "r1")) == {alice_id, bob_id}
+
+
+def test_disconnect_leaves_presence_on_every_process(pair: tuple[Server, Server]) -> None:
+    """A client that closes is gone from members() as seen from both processes."""
+    first, second = pair
+    with ExitStack() as stack:
+        _, stays_id = join(stack, first, "bye")
+        with connect(f"{second.url}/room/bye") as leaving:
+            leaving.send("whoami")
+            leaving_id = recv(leaving)
+            assert set(members(first, "bye")) == {stays_id, leaving_id}
+        deadline = time.monotonic() + 3
+        while time.monotonic() < deadline and len(members(first, "bye")) > 1:
+            time.sleep(0.05)
+        assert members(first, "bye") == members(second, "bye") == [stays_id]
+
+
+def test_process_without_routes_can_publish(
+    pair: tuple[Server, Server], redis: RedisServer
+) -> None:
+    """Duplex(message_queue=...) with no app (a worker job) reaches clients on the servers."""
+    first, second = pair
+    publisher = Duplex(message_queue=redis.url)
+    with ExitStack() as stack:
+        alice, _ = join(stack, first, "jobs")
+        bob, _ = join(stack, second, "jobs")
+        wait_subscribed(first, second)
+        publisher.broadcast({"report": "ready"}, to="jobs")
+        assert json.loads(recv(alice)) == {"report": "ready"}
+        assert json.loads(recv(bob)) == {"report": "ready"}
 
 
 def test_order_is_kept_per_publisher(pair: tuple[Server, Server]) -> None:

@@ -178,3 +178,14 @@ def test_unsupported_server_gets_501_and_one_log_line() -> None:
         log = server.wait_for_log("supported servers")
     assert log.count("cannot serve WebSockets on the WSGI server") == 1
     assert "WSGIServer" in log and "gunicorn" in log and "werkzeug" in log
+
+
+@pytest.mark.parametrize("name", ["gunicorn-gthread", "gunicorn-gevent", "gunicorn-eventlet"])
+def test_gunicorn_worker_timeout_spares_long_connections(name: str) -> None:
+    """With --timeout 1, a connection open for 3 s survives: the worker keeps its heartbeat."""
+    with running(name, {"DUPLEX_TEST_GUNICORN_TIMEOUT": "1"}) as server:
+        with connect(f"{server.url}/echo") as ws:
+            time.sleep(3)
+            ws.send("still here")
+            assert ws.recv(timeout=5) == "still here"
+        assert "WORKER TIMEOUT" not in server.log()

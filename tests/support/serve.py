@@ -61,6 +61,7 @@ def main() -> None:
 def run_gunicorn(worker: str, port: int) -> None:
     args = [sys.executable, "-m", "gunicorn", "-k", worker, "-b", f"127.0.0.1:{port}", "-w", "1"]
     args += ["--access-logfile", "-", "--error-logfile", "-", "--graceful-timeout", "2"]
+    args += ["--timeout", os.environ.get("DUPLEX_TEST_GUNICORN_TIMEOUT", "30")]
     if worker == "gthread":
         args += ["--threads", "256"]
     elif worker in ("gevent", "eventlet"):

@@ -71,7 +71,9 @@ Message = str | bytes
 NORMAL_CLOSE_CODES = frozenset({1000, 1001, 1005})
 
 _INBOX_HIGH_WATER = 32
-_RECV_SIZE = 256 * 1024
+# Below glibc's mmap threshold (128 KiB): a bigger buffer costs an mmap and
+# page faults on every read.
+_RECV_SIZE = 64 * 1024
 
 _TEXT, _BINARY, _CONT, _PONG = Opcode.TEXT, Opcode.BINARY, Opcode.CONT, Opcode.PONG
 
@@ -123,6 +125,7 @@ class WebSocket:
         self._pings: dict[bytes, threading.Event] = {}
 
         self._direct = False  # a receiving thread owns reading
+        self._rearm_pending = False  # the reactor will look again at reading
         self._input_done = False  # nothing more will be read
         self._failed = False  # this side failed the connection
         self._finished = False  # the handler returned; the socket is the server's again
@@ -231,7 +234,11 @@ class WebSocket:
             finally:
                 with self._lock:
                     self._direct = False
-                    self._update_watch()
+                    # Most handlers call receive() again within microseconds:
+                    # hand reading back to the reactor only if this one does not.
+                    if not self._rearm_pending:
+                        self._rearm_pending = True
+                        self._reactor.rearm_soon(self._rearm)
         finally:
             self._receive_lock.release()
 
@@ -327,6 +334,7 @@ class WebSocket:
             if self._protocol.state is State.OPEN and not self._input_done:
                 self._protocol.send_close(code, reason)
                 self._outbox += self._protocol.data_to_send()
+                self._rearm_pending = False  # The peer's answer must be read now.
                 self._update_watch()
         self._flush(block=True)
         with self._lock:
@@ -649,13 +657,19 @@ class WebSocket:
 
     # -- state --------------------------------------------------------------
 
+    def _rearm(self) -> None:
+        # Reactor thread, a tick after a receive() returned.
+        with self._lock:
+            self._rearm_pending = False
+            self._update_watch()
+
     def _update_watch(self) -> None:
         # Called with _lock held: have the reactor read this socket exactly
         # when nobody else does and there is room for more messages, and
         # finish writes that would have blocked.
         events = 0
         if not self._finished:
-            if not (self._direct or self._input_done) and (
+            if not (self._direct or self._input_done or self._rearm_pending) and (
                 len(self._inbox) < _INBOX_HIGH_WATER or self._protocol.state is not State.OPEN
             ):
                 events |= EVENT_READ

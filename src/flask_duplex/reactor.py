@@ -13,6 +13,7 @@ are cooperative, so the same code runs as one greenlet.
 
 from __future__ import annotations
 
+import collections
 import heapq
 import itertools
 import logging
@@ -26,6 +27,10 @@ from collections.abc import Callable
 __all__ = ["Reactor", "Timer", "get_reactor"]
 
 logger = logging.getLogger("flask_duplex")
+
+#: How long a socket may go unwatched after its handler stopped reading:
+#: pings and closes sent meanwhile wait at most this long for an answer.
+REARM_DELAY = 0.05
 
 EVENT_READ = selectors.EVENT_READ
 EVENT_WRITE = selectors.EVENT_WRITE
@@ -65,14 +70,18 @@ class Reactor:
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
         self._selector.register(self._wake_r, EVENT_READ, None)
-        # With epoll or kqueue a socket can move between the reactor and a
-        # handler's thread at the cost of two system calls, and a registration
-        # made while the loop waits counts at once. The other selectors (gevent's,
-        # and eventlet's green select) collect their file descriptors when a
-        # wait starts, and eventlet forbids two greenlets waiting on one socket:
-        # there the reactor does all the reading, and a greenlet switch per
-        # message is cheap.
-        self.direct_reads = isinstance(self._selector, _LIVE_SELECTORS)
+        # Handlers read their own sockets while they wait in receive(), except
+        # under eventlet, which forbids two greenlets waiting on one socket:
+        # there the reactor does all the reading. epoll and kqueue see a
+        # registration made while the loop waits; the other selectors (gevent's,
+        # eventlet's green select) collect their file descriptors when a wait
+        # starts, so the loop is woken to notice a change.
+        self.direct_reads = isinstance(self._selector, _LIVE_SELECTORS) or type(
+            self._selector
+        ).__module__.startswith("gevent")
+        self._rearm: collections.deque[Callable[[], None]] = collections.deque()
+        self._next_rearm = 0.0
+        self._waiting_forever = False
         self._thread = threading.Thread(target=self._run, name="flask-duplex-reactor", daemon=True)
         self._thread.start()
 
@@ -93,7 +102,19 @@ class Reactor:
                 self._selector.modify(fd, events, callback)
             else:
                 self._selector.register(fd, events, callback)
-        if not self.direct_reads:
+        if not isinstance(self._selector, _LIVE_SELECTORS):
+            self._wake()
+
+    def rearm_soon(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` on the reactor thread within ``REARM_DELAY`` seconds.
+
+        Batching these calls is what lets a socket go back and forth between a
+        handler and the reactor without a system call per message.
+        """
+        with self._lock:
+            self._rearm.append(callback)
+            wake, self._waiting_forever = self._waiting_forever, False
+        if wake:
             self._wake()
 
     def call_later(self, delay: float, callback: Callable[[], None]) -> Timer:
@@ -115,9 +136,11 @@ class Reactor:
     def _run(self) -> None:
         while True:
             with self._lock:
-                timeout = None
+                timeout = REARM_DELAY if self._rearm else None
                 if self._timers:
-                    timeout = max(0.0, self._timers[0][0] - time.monotonic())
+                    until_timer = max(0.0, self._timers[0][0] - time.monotonic())
+                    timeout = until_timer if timeout is None else min(timeout, until_timer)
+                self._waiting_forever = timeout is None
             for key, mask in self._selector.select(timeout):
                 if key.data is None:
                     self._drain_wakeups()
@@ -127,6 +150,19 @@ class Reactor:
                 except Exception:
                     logger.exception("flask-duplex: socket callback failed")
             self._run_due_timers()
+            self._run_rearms()
+
+    def _run_rearms(self) -> None:
+        now = time.monotonic()
+        if now < self._next_rearm:
+            return
+        self._next_rearm = now + REARM_DELAY
+        for _ in range(len(self._rearm)):
+            callback = self._rearm.popleft()
+            try:
+                callback()
+            except Exception:
+                logger.exception("flask-duplex: socket callback failed")
 
     def _drain_wakeups(self) -> None:
         try:

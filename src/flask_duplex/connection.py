@@ -42,7 +42,6 @@ import collections
 import json
 import logging
 import os
-import select
 import socket
 import threading
 import time
@@ -57,7 +56,7 @@ from websockets.server import ServerProtocol
 from .errors import ConnectionClosed, InvalidJSON
 from .hub import Hub
 from .options import Options
-from .reactor import EVENT_READ, EVENT_WRITE, Reactor, Timer
+from .reactor import EVENT_READ, EVENT_WRITE, Reactor, Timer, Wait
 
 __all__ = ["WebSocket"]
 
@@ -359,7 +358,7 @@ class WebSocket:
                 wait = deadline - time.monotonic()
                 if wait <= 0:
                     return None
-            if not _wait_readable(sock, wait):
+            if not self._reactor.wait(sock, False, wait):
                 continue
             data = _recv(sock)
             if data is None:
@@ -523,7 +522,7 @@ class WebSocket:
         if not chunks:
             return []
         data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-        sent = _send_all(self._sock, data, block)
+        sent = _send_all(self._sock, data, self._reactor.wait if block else None)
         if sent == len(data):
             return []
         # Find the frame the write stopped in.
@@ -732,39 +731,18 @@ def _recv(sock: socket.socket) -> bytes | None:
         return b""  # Reset or shut down: the stream is over.
 
 
-def _send_all(sock: socket.socket, data: bytes, block: bool) -> int:
-    """Send ``data``; return how many bytes went (all of them when ``block`` is True)."""
+def _send_all(sock: socket.socket, data: bytes, wait: Wait | None) -> int:
+    """Send ``data``; return how many bytes went (all of them unless ``wait`` is None)."""
     view = memoryview(data)
     total = 0
     while total < len(data):
         try:
             total += sock.send(view[total:])
         except (BlockingIOError, InterruptedError):
-            if not block:
+            if wait is None:
                 return total
-            _wait_writable(sock)
+            wait(sock, True, None)
     return total
-
-
-def _wait_readable(sock: socket.socket, timeout: float | None) -> bool:
-    return _wait(sock, False, timeout)
-
-
-def _wait_writable(sock: socket.socket) -> None:
-    _wait(sock, True, None)
-
-
-def _wait(sock: socket.socket, writing: bool, timeout: float | None) -> bool:
-    """Wait until ``sock`` is ready (or in error); False if ``timeout`` passed first."""
-    poll = getattr(select, "poll", None)
-    if poll is not None:
-        poller = poll()
-        poller.register(sock, select.POLLOUT if writing else select.POLLIN)
-        return bool(poller.poll(None if timeout is None else timeout * 1000))
-    # gevent's monkey-patching removes poll() and makes select() cooperative.
-    watched = [sock]
-    ready = select.select([] if writing else watched, watched if writing else [], watched, timeout)
-    return any(ready)
 
 
 def _shutdown(sock: socket.socket, how: int) -> None:

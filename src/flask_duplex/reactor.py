@@ -18,6 +18,7 @@ import heapq
 import itertools
 import logging
 import os
+import select
 import selectors
 import socket
 import threading
@@ -41,6 +42,10 @@ _LIVE_SELECTORS = tuple(
     for name in ("EpollSelector", "KqueueSelector", "DevpollSelector")
     if hasattr(selectors, name)
 )
+
+
+Wait = Callable[[socket.socket, bool, "float | None"], bool]
+"""``wait(sock, writing, timeout)``: block until ready; False if ``timeout`` passed first."""
 
 
 class Timer:
@@ -79,6 +84,7 @@ class Reactor:
         self.direct_reads = isinstance(self._selector, _LIVE_SELECTORS) or type(
             self._selector
         ).__module__.startswith("gevent")
+        self.wait: Wait = _gevent_wait if self._selector.__module__.startswith("gevent") else _wait
         self._rearm: collections.deque[Callable[[], None]] = collections.deque()
         self._next_rearm = 0.0
         self._waiting_forever = False
@@ -185,6 +191,33 @@ class Reactor:
                 callback()
             except Exception:
                 logger.exception("flask-duplex: timer callback failed")
+
+
+def _wait(sock: socket.socket, writing: bool, timeout: float | None) -> bool:
+    poll = getattr(select, "poll", None)
+    if poll is not None:
+        poller = poll()
+        poller.register(sock, select.POLLOUT if writing else select.POLLIN)
+        return bool(poller.poll(None if timeout is None else timeout * 1000))
+    # eventlet's monkey-patching removes poll() and makes select() green.
+    watched = [sock]
+    ready = select.select([] if writing else watched, watched if writing else [], watched, timeout)
+    return any(ready)
+
+
+def _gevent_wait(sock: socket.socket, writing: bool, timeout: float | None) -> bool:
+    # gevent's own wait is far cheaper than its emulation of poll().
+    from gevent.socket import wait_read, wait_write
+
+    try:
+        (wait_write if writing else wait_read)(sock.fileno(), timeout, _TimedOut)
+    except _TimedOut:
+        return False
+    return True
+
+
+class _TimedOut(Exception):
+    pass
 
 
 _reactor: Reactor | None = None

@@ -3,8 +3,13 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# The benchmarks' peers (flask-sock, picows, matplotlib) live in their own venv,
+# never in the package's dependencies.
+BENCH_VENV := .venv-bench
+BENCH_BIN := $(BENCH_VENV)/bin
+BENCH_STAMP := $(BENCH_VENV)/.installed
 
-.PHONY: demo test lint bench clean redis-server
+.PHONY: demo test lint bench bench-smoke bench-env clean redis-server
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -19,11 +24,11 @@ demo: $(STAMP)
 	$(BIN)/python examples/demo/app.py
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests examples
-	$(BIN)/ruff format --check src tests examples
+	$(BIN)/ruff check src tests examples bench
+	$(BIN)/ruff format --check src tests examples bench
 	$(BIN)/mypy
 
-test: lint redis-server
+test: lint redis-server $(BENCH_STAMP)
 	$(BIN)/python -m pytest
 
 # The Redis hub tests start a real redis-server; install it where it is missing.
@@ -32,5 +37,22 @@ redis-server:
 		echo "installing redis-server (Debian package)"; \
 		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q redis-server; }
 
+$(BENCH_STAMP): pyproject.toml
+	test -x $(BENCH_BIN)/python || $(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_BIN)/python -m pip install --quiet --upgrade pip
+	$(BENCH_BIN)/python -m pip install --quiet -e '.[test]' 'flask-sock==0.7.0' 'picows>=2.3' matplotlib
+	touch $(BENCH_STAMP)
+
+bench-env: $(BENCH_STAMP)
+
+# Side-by-side figures against the peers; about 5 minutes on 2 cores. Writes
+# bench/results/ and docs/benchmarks.md. Timings are reported, never asserted.
+bench: $(BENCH_STAMP)
+	$(BENCH_BIN)/python -m bench --write-docs
+
+# Each contender starts, echoes once, and stops: well under a minute.
+bench-smoke: $(BENCH_STAMP)
+	$(BENCH_BIN)/python -m bench --smoke
+
 clean:
-	rm -rf $(VENV) build dist .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(BENCH_VENV) build dist .pytest_cache .mypy_cache .ruff_cache

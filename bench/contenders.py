@@ -1,0 +1,117 @@
+"""The contenders: which library, on which server, started by which command line.
+
+Only the standard library is imported here, so the test suite can read the list of contenders
+without the benchmark's own environment.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "CONTENDERS",
+    "FLASK_DUPLEX",
+    "FLASK_SOCK",
+    "REFERENCE",
+    "Contender",
+    "flask_sock_peer",
+]
+
+import dataclasses
+import functools
+from importlib import metadata
+
+FLASK_DUPLEX = "Flask-Duplex"
+FLASK_SOCK = "flask-sock"
+
+# The gunicorn settings the project documents: one worker, enough threads or greenlets for
+# the scenarios with 100 connections.
+_GUNICORN_WORKER_OPTIONS = {
+    "gthread": ("--threads", "256"),
+    "gevent": ("--worker-connections", "4096"),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Contender:
+    """One library on one server, serving ``/echo``.
+
+    Attributes:
+        key: Short unique name, used on the command line, in logs and in the JSON results.
+        library: The WebSocket library, as its users spell it.
+        server: The server it runs on.
+        module: The module in ``bench.servers`` that holds its echo app or server.
+        gunicorn_worker: gunicorn's worker class, or None for a server started by the module.
+    """
+
+    key: str
+    library: str
+    server: str
+    module: str
+    gunicorn_worker: str | None = None
+
+    @property
+    def label(self) -> str:
+        return f"{self.library} / {self.server}"
+
+    def command(self, python: str, port: int | str) -> list[str]:
+        """The command line that serves the echo route on 127.0.0.1:``port``."""
+        if self.gunicorn_worker is None:
+            return [python, "-m", f"bench.servers.{self.module}", str(port)]
+        return [
+            python,
+            "-m",
+            "gunicorn",
+            "-k",
+            self.gunicorn_worker,
+            "-w",
+            "1",
+            *_GUNICORN_WORKER_OPTIONS[self.gunicorn_worker],
+            "-b",
+            f"127.0.0.1:{port}",
+            # Stop within 2 s even when connections are still open at the end of a scenario.
+            "--graceful-timeout",
+            "2",
+            *_no_control_socket(),
+            f"bench.servers.{self.module}:app",
+        ]
+
+
+@functools.cache
+def _no_control_socket() -> tuple[str, ...]:
+    """The option that turns off gunicorn's control socket, on gunicorn 27 and later.
+
+    gunicorn 27 listens on a control socket at one path per user, so two gunicorns running at
+    once (a benchmark next to a test run) would take it from each other.
+    """
+    try:
+        major = int(metadata.version("gunicorn").split(".")[0])
+    except (metadata.PackageNotFoundError, ValueError):
+        return ()
+    return ("--no-control-socket",) if major >= 27 else ()
+
+
+def _flask_app_on_three_servers(library: str, slug: str, module: str) -> list[Contender]:
+    return [
+        Contender(f"{slug}-werkzeug", library, "Werkzeug", module),
+        Contender(f"{slug}-gthread", library, "gunicorn gthread", module, "gthread"),
+        Contender(f"{slug}-gevent", library, "gunicorn gevent", module, "gevent"),
+    ]
+
+
+CONTENDERS: tuple[Contender, ...] = (
+    *_flask_app_on_three_servers(FLASK_DUPLEX, "flask-duplex", "flask_duplex_app"),
+    *_flask_app_on_three_servers(FLASK_SOCK, "flask-sock", "flask_sock_app"),
+    Contender("websockets-asyncio", "websockets", "asyncio", "websockets_asyncio"),
+    Contender("websockets-threading", "websockets", "threading", "websockets_threading"),
+    Contender("picows", "picows", "asyncio", "picows_echo"),
+)
+
+# Every Flask-Duplex figure is also given as a ratio to this contender's.
+REFERENCE = next(c for c in CONTENDERS if c.key == "websockets-asyncio")
+
+
+def flask_sock_peer(contender: Contender) -> Contender | None:
+    """flask-sock on the same server as ``contender``, if there is one."""
+    for other in CONTENDERS:
+        if other.library == FLASK_SOCK and other.server == contender.server:
+            return other
+    return None

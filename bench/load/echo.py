@@ -1,0 +1,177 @@
+"""Echo scenarios: request and response over each connection, one message in flight at a time."""
+
+from __future__ import annotations
+
+__all__ = ["echo_once", "run_echo"]
+
+import asyncio
+import os
+import time
+from typing import Any
+
+from picows import WSFrame, WSListener, WSMsgType, WSTransport
+
+from bench import procfs
+from bench.load.common import Failure, close_politely, open_connection, percentile_ms
+
+_DATA_FRAMES = frozenset((WSMsgType.BINARY, WSMsgType.TEXT, WSMsgType.CONTINUATION))
+
+
+class Window:
+    """The timed part of a scenario, shared by its connections.
+
+    Echoes that complete between ``start`` and ``end`` (``time.perf_counter()`` values) are
+    counted and their round trips kept; the ones before are warm-up. No connection sends after
+    ``end``.
+    """
+
+    def __init__(self, start: float, end: float) -> None:
+        self.start = start
+        self.end = end
+        self.round_trips: list[float] = []
+
+
+class EchoLoop(WSListener):
+    """One connection: sends the payload, waits for it to come back whole, sends it again."""
+
+    def __init__(self, payload: bytes) -> None:
+        self._transport: WSTransport | None = None
+        self._sent_at = 0.0
+        self._received = 0  # bytes of the echo being received, over its fragments
+        self.window: Window | None = None
+        self.prepare(payload)
+
+    def prepare(self, payload: bytes) -> None:
+        """Echo ``payload`` from the next :meth:`start` on; ``finished`` is a new future."""
+        self.payload = payload
+        self.finished: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._content_checked = False
+
+    def on_ws_connected(self, transport: WSTransport) -> None:
+        self._transport = transport
+
+    def start(self, window: Window) -> None:
+        """Send the first message; the loop goes on by itself until ``window.end``."""
+        self.window = window
+        self._send()
+
+    def _send(self) -> None:
+        assert self._transport is not None
+        self._sent_at = time.perf_counter()
+        self._transport.send(WSMsgType.BINARY, self.payload)
+
+    def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
+        if frame.msg_type in _DATA_FRAMES:
+            self._on_data(frame)
+        elif frame.msg_type == WSMsgType.CLOSE:
+            self._fail(f"the server closed the connection with {frame.get_close_code()}")
+
+    def _on_data(self, frame: WSFrame) -> None:
+        if not self._content_checked and frame.fin and self._received == 0:
+            # The first echo is compared byte for byte; after that, its size is enough.
+            if frame.get_payload_as_bytes() != self.payload:
+                self._fail("the echo differs from the message sent")
+                return
+            self._content_checked = True
+        self._received += frame.payload_size
+        if not frame.fin:
+            return
+        now = time.perf_counter()
+        size, self._received = self._received, 0
+        if size != len(self.payload):
+            self._fail(f"sent {len(self.payload)} bytes, {size} came back")
+            return
+        window = self.window
+        if window is None:
+            return
+        if now >= window.start:
+            window.round_trips.append(now - self._sent_at)
+        if now < window.end:
+            self._send()
+        elif not self.finished.done():
+            self.finished.set_result(None)
+
+    def on_ws_disconnected(self, transport: WSTransport) -> None:
+        self._fail("the server dropped the connection")
+
+    def _fail(self, reason: str) -> None:
+        if not self.finished.done():
+            self.finished.set_exception(Failure(reason))
+
+
+async def run_echo(
+    url: str,
+    server_pids: list[int],
+    *,
+    connections: int,
+    size: int,
+    duration: float,
+    warmup: float,
+) -> dict[str, Any]:
+    """Echo ``size``-byte messages over ``connections`` connections for ``warmup + duration`` s.
+
+    Returns messages and payload megabytes (10**6 bytes) echoed per second over the timed
+    window, round-trip percentiles, and the CPU the server and this process used in the window,
+    in cores (1.0 is one core busy all the time).
+
+    Raises:
+        Failure: A connection could not open, dropped, or echoed something else.
+    """
+    payload = os.urandom(size)
+    opened = await asyncio.gather(
+        *(open_connection(lambda: EchoLoop(payload), url) for _ in range(connections))
+    )
+    loops = [listener for _, listener in opened]
+    try:
+        begin = time.perf_counter()
+        window = Window(begin + warmup, begin + warmup + duration)
+        for loop in loops:
+            loop.start(window)
+        await asyncio.sleep(warmup)
+        server_cpu_start, client_cpu_start = procfs.cpu_seconds(server_pids), _own_cpu_seconds()
+        await asyncio.sleep(max(0.0, window.end - time.perf_counter()))
+        server_cpu, client_cpu = procfs.cpu_seconds(server_pids), _own_cpu_seconds()
+        try:
+            await asyncio.wait_for(asyncio.gather(*(loop.finished for loop in loops)), 30.0)
+        except (TimeoutError, asyncio.TimeoutError) as exc:
+            raise Failure("an echo did not come back within 30 s") from exc
+    finally:
+        await asyncio.gather(*(close_politely(transport) for transport, _ in opened))
+    round_trips = sorted(window.round_trips)
+    return {
+        "messages": len(round_trips),
+        "seconds": duration,
+        "messages_per_s": len(round_trips) / duration,
+        "mb_per_s": len(round_trips) * size / duration / 1e6,
+        "p50_ms": percentile_ms(round_trips, 0.50),
+        "p99_ms": percentile_ms(round_trips, 0.99),
+        "server_cpu_cores": (server_cpu - server_cpu_start) / duration,
+        "client_cpu_cores": (client_cpu - client_cpu_start) / duration,
+    }
+
+
+async def echo_once(url: str, sizes: tuple[int, ...]) -> dict[str, Any]:
+    """Open one connection and echo one message of each size; the smoke test of a contender.
+
+    Raises:
+        Failure: The connection did not open, or an echo did not come back whole within 10 s.
+    """
+    started = time.perf_counter()
+    transport, loop = await open_connection(lambda: EchoLoop(b""), url)
+    try:
+        for size in sizes:
+            loop.prepare(os.urandom(size))
+            # A window that has already ended: one echo, then the loop stops.
+            loop.start(Window(0.0, 0.0))
+            try:
+                await asyncio.wait_for(loop.finished, 10.0)
+            except (TimeoutError, asyncio.TimeoutError) as exc:
+                raise Failure(f"no echo of {size} bytes within 10 s") from exc
+    finally:
+        await close_politely(transport)
+    return {"sizes": list(sizes), "seconds": time.perf_counter() - started}
+
+
+def _own_cpu_seconds() -> float:
+    times = os.times()
+    return times.user + times.system

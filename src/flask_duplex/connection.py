@@ -114,6 +114,7 @@ class WebSocket:
 
         self._lock = threading.Lock()
         self._input_ready = threading.Condition(self._lock)
+        self._waiters = 0  # threads in _input_ready.wait_for(): notify only if any
         self._write_lock = threading.Lock()
         self._receive_lock = threading.Lock()
 
@@ -219,7 +220,11 @@ class WebSocket:
             with self._lock:
                 if not self._inbox and not self._input_done and not self._reactor.direct_reads:
                     wait = None if deadline is None else deadline - time.monotonic()
-                    self._input_ready.wait_for(lambda: self._inbox or self._input_done, wait)
+                    self._waiters += 1
+                    try:
+                        self._input_ready.wait_for(lambda: self._inbox or self._input_done, wait)
+                    finally:
+                        self._waiters -= 1
                 if self._inbox:
                     return self._pop_message()
                 if self._input_done:
@@ -273,8 +278,22 @@ class WebSocket:
                 self._protocol.send_text(data)
             else:
                 self._protocol.send_binary(data)
-            self._outbox += self._protocol.data_to_send()
-        self._flush(block=True)
+            chunks = self._protocol.data_to_send()
+            # Fast path: nothing queued and nobody writing, so write our frame
+            # ourselves, without a trip through the outbox.
+            direct = not self._outbox and self._write_lock.acquire(blocking=False)
+            if not direct:
+                self._outbox += chunks
+        if direct:
+            try:
+                self._write_chunks(chunks, block=True)
+            except OSError:
+                self._write_lock.release()
+                self._abort()
+                raise self._closed_error() from None
+            self._write_out(block=True)  # What others queued meanwhile; releases the lock.
+        else:
+            self._flush(block=True)
 
     def send_json(self, obj: Any) -> None:
         """Send ``obj`` encoded as JSON, in a text frame."""
@@ -337,9 +356,13 @@ class WebSocket:
                 self._update_watch()
         self._flush(block=True)
         with self._lock:
-            done = self._input_ready.wait_for(
-                lambda: self._input_done, timeout=self._options.close_timeout
-            )
+            self._waiters += 1
+            try:
+                done = self._input_ready.wait_for(
+                    lambda: self._input_done, timeout=self._options.close_timeout
+                )
+            finally:
+                self._waiters -= 1
         if not done:
             self._abort()
 
@@ -419,7 +442,8 @@ class WebSocket:
         ):
             self._input_done = True
             self._failed = self._failed or protocol.parser_exc is not None
-        self._input_ready.notify_all()
+        if self._waiters:
+            self._input_ready.notify_all()
 
     def _assemble(self, frame: Frame) -> bool:
         """Add a data frame to the message being built; False if it failed the connection."""
@@ -459,7 +483,8 @@ class WebSocket:
 
     def _flush(self, block: bool) -> None:
         """Write the outbox; with ``block=False``, never wait on the socket."""
-        if self._write_lock.acquire(blocking=block):
+        # An unlocked look is enough: whoever fills the outbox flushes after.
+        if self._outbox and self._write_lock.acquire(blocking=block):
             self._write_out(block)
         # Else the holder of the write lock writes what we queued.
 
@@ -625,7 +650,8 @@ class WebSocket:
             self._failed = True
             self._input_done = True
             self._fragments = []
-            self._input_ready.notify_all()
+            if self._waiters:
+                self._input_ready.notify_all()
 
     def _abort(self) -> None:
         """Drop the TCP connection; wakes every thread blocked on the socket."""
@@ -634,21 +660,39 @@ class WebSocket:
                 self._input_done = True
                 if self._protocol.close_sent is None:
                     self._protocol.state = State.CLOSED
-            self._input_ready.notify_all()
+            if self._waiters:
+                self._input_ready.notify_all()
             self._update_watch()
         _shutdown(self._sock, socket.SHUT_RDWR)
 
     def _finish(self) -> None:
-        """The handler is done: stop all background work and hand the socket back."""
+        """The handler is done: stop all background work and hand the socket back.
+
+        Every byte queued (a close frame, typically) is on the wire and the write
+        side is shut down before this returns, because the server writes its own
+        response to the socket right after.
+        """
         if self._keepalive is not None:
             self._keepalive.cancel()
         with self._lock:
             self._finished = True
             self._input_done = True
             self._update_watch()
-            eof_sent = self._protocol.eof_sent
-        if not eof_sent:
-            _shutdown(self._sock, socket.SHUT_WR)
+            stalled = self._stalled
+        if stalled:
+            # The peer stopped reading: give up on what waits for it. The
+            # reactor's pending write now fails at once and lets go of the lock.
+            _shutdown(self._sock, socket.SHUT_RDWR)
+        if self._write_lock.acquire(timeout=self._options.close_timeout):
+            try:
+                with self._lock:
+                    chunks, self._outbox = self._outbox, []
+                self._write_chunks(chunks, block=True)
+            except OSError:
+                pass  # The peer is gone; there is nothing left to say.
+            finally:
+                self._write_lock.release()
+        _shutdown(self._sock, socket.SHUT_WR)
         try:
             self._sock.settimeout(self._sock_timeout)
         except OSError:
@@ -667,13 +711,12 @@ class WebSocket:
         # when nobody else does and there is room for more messages, and
         # finish writes that would have blocked.
         events = 0
-        if not self._finished:
-            if not (self._direct or self._input_done or self._rearm_pending) and (
-                len(self._inbox) < _INBOX_HIGH_WATER or self._protocol.state is not State.OPEN
-            ):
-                events |= EVENT_READ
-            if self._stalled:
-                events |= EVENT_WRITE
+        if not (self._finished or self._direct or self._input_done or self._rearm_pending) and (
+            len(self._inbox) < _INBOX_HIGH_WATER or self._protocol.state is not State.OPEN
+        ):
+            events |= EVENT_READ
+        if self._stalled:
+            events |= EVENT_WRITE
         if events != self._events:
             self._events = events
             self._reactor.set_events(self._sock, events, self._on_ready)

@@ -206,13 +206,32 @@ def _wait(sock: socket.socket, writing: bool, timeout: float | None) -> bool:
 
 
 def _gevent_wait(sock: socket.socket, writing: bool, timeout: float | None) -> bool:
-    # gevent's own wait is far cheaper than its emulation of poll().
-    from gevent.socket import wait_read, wait_write
+    # gevent's sockets keep one watcher each for reading and writing; waiting
+    # on those costs far less than a new watcher (or gevent's poll()) per wait.
+    import gevent
 
+    watcher = getattr(sock, "_write_event" if writing else "_read_event", None)
+    hub = getattr(sock, "hub", None)
+    if watcher is None or hub is None:  # Not one of gevent's own sockets.
+        from gevent.socket import wait_read, wait_write
+
+        try:
+            (wait_write if writing else wait_read)(sock.fileno(), timeout, _TimedOut)
+        except _TimedOut:
+            return False
+        return True
+    timer = gevent.Timeout(timeout) if timeout is not None else None
+    if timer is not None:
+        timer.start()
     try:
-        (wait_write if writing else wait_read)(sock.fileno(), timeout, _TimedOut)
-    except _TimedOut:
+        hub.wait(watcher)
+    except gevent.Timeout as exc:
+        if exc is not timer:
+            raise
         return False
+    finally:
+        if timer is not None:
+            timer.cancel()
     return True
 
 

@@ -19,7 +19,7 @@ import pytest
 from websockets.frames import Opcode
 from websockets.sync.client import connect
 
-from tests.support.raw import RawClient, close_frame
+from tests.support.raw import RawClient, close_frame, parse_frames
 from tests.support.serve import SERVERS
 from tests.support.servers import Server, running
 
@@ -189,3 +189,18 @@ def test_gunicorn_worker_timeout_spares_long_connections(name: str) -> None:
             ws.send("still here")
             assert ws.recv(timeout=5) == "still here"
         assert "WORKER TIMEOUT" not in server.log()
+
+
+def test_failure_right_after_the_handshake_is_the_last_thing_on_the_wire(server: Server) -> None:
+    """Invalid UTF-8 sent at once: a 1007 close frame, then nothing (not the server's own reply)."""
+    for _ in range(20):
+        client = RawClient(server.port, "/echo")
+        try:
+            client.send_frame(Opcode.TEXT, b"\x80\xbf")
+            rest = client.read_until_eof(timeout=3)
+        finally:
+            client.close()
+        frames = parse_frames(rest)
+        assert [frame.opcode for frame, _ in frames] == [Opcode.CLOSE], rest[:80]
+        assert frames[0][0].data[:2] == (1007).to_bytes(2, "big")
+        assert frames[0][1] == len(rest), rest[:80]

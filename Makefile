@@ -49,6 +49,7 @@ bench-env: $(BENCH_STAMP)
 # bench/results/ and docs/benchmarks.md. Timings are reported, never asserted.
 bench: $(BENCH_STAMP)
 	$(BENCH_BIN)/python -m bench --write-docs
+	$(BENCH_BIN)/python -m bench.fanout --write-docs
 
 # Each contender starts, echoes once, and stops: well under a minute.
 bench-smoke: $(BENCH_STAMP)

@@ -1,0 +1,250 @@
+"""Broadcast fan-out: one 100 B message to 1,000 connections, time until all have it.
+
+``python -m bench.fanout`` (``make bench`` runs it after the echo scenarios). Flask-Duplex's
+``duplex.broadcast()`` in one process and through Redis, beside the ``broadcast()`` of
+websockets' asyncio server. Each round triggers one broadcast (an HTTP POST for Flask-Duplex, a
+message on a control connection for websockets) and times, from just before the trigger, the
+arrival of the message at every connection. Prints a table, writes bench/results/fanout.json and
+fanout.md, and with ``--write-docs`` puts the table in docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+from picows import WSListener, WSMsgType, WSTransport, ws_connect
+
+from bench.process import (
+    CLIENT_CORE,
+    SERVER_CORE,
+    can_pin,
+    free_port,
+    raise_open_files_limit,
+    started_server,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results"
+DOCS_PAGE = ROOT / "docs" / "benchmarks.md"
+HEADING = "## Broadcast fan-out"
+CONNECTIONS = 1000
+SIZE = 100
+ROUNDS = 5
+ROUND_TIMEOUT = 10.0
+
+
+def _gunicorn_gevent(port: int) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "-k",
+        "gevent",
+        "-w",
+        "1",
+        "--worker-connections",
+        "4096",
+        "-b",
+        f"127.0.0.1:{port}",
+        "bench.servers.fanout_app:app",
+    ]
+
+
+def _werkzeug(port: int) -> list[str]:
+    return [sys.executable, "-m", "bench.servers.fanout_app", str(port)]
+
+
+def _websockets(port: int) -> list[str]:
+    return [sys.executable, "-m", "bench.servers.websockets_fanout", str(port)]
+
+
+# (label, server command, uses Redis, how the broadcast is triggered)
+CONTENDERS: list[tuple[str, Callable[[int], list[str]], bool, str]] = [
+    ("Flask-Duplex / gunicorn gevent, in-process", _gunicorn_gevent, False, "http"),
+    ("Flask-Duplex / gunicorn gevent, through Redis", _gunicorn_gevent, True, "http"),
+    ("Flask-Duplex / Werkzeug, in-process", _werkzeug, False, "http"),
+    ("websockets / asyncio, broadcast()", _websockets, False, "ws"),
+]
+
+
+class _Receiver(WSListener):  # type: ignore[misc]
+    def __init__(self, arrivals: list[float]) -> None:
+        self.arrivals = arrivals
+
+    def on_ws_frame(self, transport: WSTransport, frame: object) -> None:
+        if getattr(frame, "msg_type", None) is WSMsgType.BINARY:
+            self.arrivals.append(time.perf_counter())
+
+
+async def _trigger_http(port: int) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(f"POST /go?size={SIZE} HTTP/1.1\r\nHost: b\r\nContent-Length: 0\r\n\r\n".encode())
+    await writer.drain()
+    await reader.readuntil(b"\r\n\r\n")
+    writer.close()
+
+
+async def _measure(port: int, trigger: str) -> list[float]:
+    """Times (ms) until all connections had the message, one per round."""
+    arrivals: list[float] = []
+    url = f"ws://127.0.0.1:{port}/fanout"
+    transports: list[WSTransport] = []
+    for start in range(0, CONNECTIONS, 100):
+        batch = [
+            ws_connect(lambda: _Receiver(arrivals), url)
+            for _ in range(min(100, CONNECTIONS - start))
+        ]
+        transports += [transport for transport, _ in await asyncio.gather(*batch)]
+    control = None
+    if trigger == "ws":
+        control, _ = await ws_connect(WSListener, f"ws://127.0.0.1:{port}/go")
+    await asyncio.sleep(1.0)  # Let every join reach the room (and Redis).
+    times = []
+    try:
+        for _ in range(ROUNDS):
+            arrivals.clear()
+            started = time.perf_counter()
+            if control is not None:
+                control.send(WSMsgType.TEXT, str(SIZE).encode())
+            else:
+                await _trigger_http(port)
+            deadline = started + ROUND_TIMEOUT
+            while len(arrivals) < CONNECTIONS and time.perf_counter() < deadline:
+                await asyncio.sleep(0.0005)
+            if len(arrivals) < CONNECTIONS:
+                raise RuntimeError(f"only {len(arrivals)} of {CONNECTIONS} got the message")
+            times.append((max(arrivals) - started) * 1000)
+            await asyncio.sleep(0.2)
+    finally:
+        for transport in [*transports, *([control] if control else [])]:
+            transport.disconnect()
+    return times
+
+
+@contextmanager
+def _redis() -> Iterator[str]:
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise RuntimeError("redis-server is not installed")
+    port = free_port()
+    with tempfile.TemporaryDirectory() as workdir:
+        process = subprocess.Popen(
+            [
+                binary,
+                "--port",
+                str(port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                workdir,
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            time.sleep(0.3)
+            yield f"redis://127.0.0.1:{port}/0"
+        finally:
+            process.kill()
+            process.wait(timeout=10)
+
+
+def run() -> dict[str, object]:
+    raise_open_files_limit()
+    pin = can_pin()
+    if pin:
+        os.sched_setaffinity(0, {CLIENT_CORE})
+    rows: dict[str, object] = {}
+    for label, command, uses_redis, trigger in CONTENDERS:
+        os.environ.pop("DUPLEX_MESSAGE_QUEUE", None)
+        try:
+            with _redis() if uses_redis else _nothing() as url:
+                if url:
+                    os.environ["DUPLEX_MESSAGE_QUEUE"] = url
+                log = RESULTS / "logs" / f"fanout-{label.split(',')[0].replace(' / ', '-')}.log"
+                with started_server(
+                    command, cwd=ROOT, log=log, core=SERVER_CORE if pin else None
+                ) as server:
+                    times = asyncio.run(_measure(server.port, trigger))
+            rows[label] = {
+                "median_ms": statistics.median(times),
+                "max_ms": max(times),
+                "rounds_ms": times,
+            }
+        except Exception as exc:  # A contender that fails gets "error"; the run goes on.
+            rows[label] = {"error": str(exc)}
+        finally:
+            os.environ.pop("DUPLEX_MESSAGE_QUEUE", None)
+        print(f"{label}: {rows[label]}", flush=True)
+    return rows
+
+
+@contextmanager
+def _nothing() -> Iterator[str]:
+    yield ""
+
+
+def table(rows: dict[str, object]) -> str:
+    base = rows.get("websockets / asyncio, broadcast()")
+    base_median = base.get("median_ms") if isinstance(base, dict) else None
+    lines = [
+        f"One {SIZE} B message broadcast to {CONNECTIONS:,} connections; time from the trigger "
+        f"until every connection has it, over {ROUNDS} rounds (lower is better).",
+        "",
+        "| | median, ms | slowest round, ms | ÷ websockets broadcast() |",
+        "|---|---:|---:|---:|",
+    ]
+    for label, row in rows.items():
+        assert isinstance(row, dict)
+        if "error" in row:
+            lines.append(f"| {label} | error | error | |")
+            continue
+        ratio = f"*{row['median_ms'] / base_median:.2f}x*" if base_median else ""
+        lines.append(f"| {label} | {row['median_ms']:.1f} | {row['max_ms']:.1f} | {ratio} |")
+    return "\n".join(lines) + "\n"
+
+
+def write_docs(text: str) -> None:
+    page = DOCS_PAGE.read_text() if DOCS_PAGE.exists() else "# Benchmarks\n"
+    section = f"{HEADING}\n\n{text}"
+    start = page.find(HEADING)
+    if start == -1:
+        page = page.rstrip("\n") + "\n\n" + section
+    else:
+        end = page.find("\n## ", start + len(HEADING))
+        page = page[:start] + section + (page[end + 1 :] if end != -1 else "")
+    DOCS_PAGE.write_text(page)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.fanout", description=__doc__)
+    parser.add_argument("--write-docs", action="store_true", help="put the table in docs/")
+    arguments = parser.parse_args(argv)
+    rows = run()
+    text = table(rows)
+    print(text)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "fanout.json").write_text(json.dumps(rows, indent=2))
+    (RESULTS / "fanout.md").write_text(text)
+    if arguments.write_docs:
+        write_docs(text)
+
+
+if __name__ == "__main__":
+    main()

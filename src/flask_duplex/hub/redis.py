@@ -47,10 +47,8 @@ class RedisHub(Hub):
         self._channel = channel
         self._ttl = presence_ttl
         self._node = uuid.uuid4().hex
-        self._stop = threading.Event()
         self._started = False
         self._start_lock = threading.Lock()
-        self.subscribed = threading.Event()
 
     # -- connections and rooms ----------------------------------------------
 
@@ -125,7 +123,7 @@ class RedisHub(Hub):
 
     def _listen(self) -> None:
         backoff = 0.1
-        while not self._stop.is_set():
+        while True:
             pubsub = self._redis.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
             try:
                 pubsub.subscribe(self._channel)
@@ -133,13 +131,14 @@ class RedisHub(Hub):
                     logger.warning("flask-duplex: Redis subscriber reconnected")
                     self._refresh_once()
                 backoff = 0.1
-                self.subscribed.set()
-                while not self._stop.is_set():
+                while True:
                     message = pubsub.get_message(timeout=1.0)
                     if message is not None and message["type"] == "message":
-                        self._dispatch(message["data"])
+                        try:
+                            self._dispatch(message["data"])
+                        except Exception:
+                            logger.exception("flask-duplex: could not deliver a message from Redis")
             except redis.RedisError as exc:
-                self.subscribed.clear()
                 logger.error(
                     "flask-duplex: Redis subscriber lost %s (%s); retrying in %.1fs",
                     self._url,
@@ -148,8 +147,6 @@ class RedisHub(Hub):
                 )
                 time.sleep(backoff)
                 backoff = min(backoff * 2, _MAX_BACKOFF)
-            except Exception:
-                logger.exception("flask-duplex: a message from Redis could not be delivered")
             finally:
                 try:
                     pubsub.close()
@@ -165,7 +162,8 @@ class RedisHub(Hub):
             self.deliver(message, envelope["to"], envelope["exclude"])
 
     def _refresh(self) -> None:
-        while not self._stop.wait(self._ttl / 3):
+        while True:
+            time.sleep(self._ttl / 3)
             self._refresh_once()
 
     def _refresh_once(self) -> None:

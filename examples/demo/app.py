@@ -2,27 +2,12 @@
 
 from __future__ import annotations
 
-import threading
-
 from flask import Flask, render_template
 
-from flask_duplex import ConnectionClosed, Duplex, WebSocket
+from flask_duplex import Duplex, WebSocket
 
 app = Flask(__name__)
 duplex = Duplex(app)
-
-_members: set[WebSocket] = set()
-_members_lock = threading.Lock()
-
-
-def _tell_everyone(text: str) -> None:
-    with _members_lock:
-        members = list(_members)
-    for member in members:
-        try:
-            member.send(text)
-        except ConnectionClosed:
-            pass  # That tab is gone; its own handler cleans up.
 
 
 @app.get("/")
@@ -32,17 +17,17 @@ def index() -> str:
 
 @duplex.route("/chat")
 def chat(ws: WebSocket) -> None:
-    with _members_lock:
-        _members.add(ws)
-    _tell_everyone(f"* someone joined ({len(_members)} here)")
-    try:
-        for message in ws:
-            if isinstance(message, str) and message.strip():
-                _tell_everyone(message[:500])
-    finally:
-        with _members_lock:
-            _members.discard(ws)
-        _tell_everyone("* someone left")
+    ws.join("chat")
+    duplex.broadcast(f"* someone joined ({len(duplex.members('chat'))} here)", to="chat")
+    for message in ws:
+        if isinstance(message, str) and message.strip():
+            duplex.broadcast(message[:500], to="chat")
+
+
+@duplex.on_disconnect
+def left(ws: WebSocket) -> None:
+    if "chat" in ws.rooms:
+        duplex.broadcast(f"* someone left ({len(duplex.members('chat'))} here)", to="chat")
 
 
 @duplex.route("/echo")

@@ -14,11 +14,8 @@ import argparse
 import asyncio
 import json
 import os
-import shutil
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -30,7 +27,6 @@ from bench.process import (
     CLIENT_CORE,
     SERVER_CORE,
     can_pin,
-    free_port,
     raise_open_files_limit,
     started_server,
 )
@@ -135,34 +131,11 @@ async def _measure(port: int, trigger: str) -> list[float]:
 
 @contextmanager
 def _redis() -> Iterator[str]:
-    binary = shutil.which("redis-server")
-    if binary is None:
-        raise RuntimeError("redis-server is not installed")
-    port = free_port()
-    with tempfile.TemporaryDirectory() as workdir:
-        process = subprocess.Popen(
-            [
-                binary,
-                "--port",
-                str(port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                workdir,
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        try:
-            time.sleep(0.3)
-            yield f"redis://127.0.0.1:{port}/0"
-        finally:
-            process.kill()
-            process.wait(timeout=10)
+    # The same throwaway redis-server the test suite starts.
+    from tests.support.redis_server import redis_server
+
+    with redis_server() as server:
+        yield server.url
 
 
 def run() -> dict[str, object]:

@@ -20,7 +20,17 @@ Reading has exactly one owner at a time:
   queued messages it stops reading, and TCP pushes back on the peer.
 
 The switch happens under ``_lock``: the reactor reads only when ``_direct`` is
-false, and a receiving thread sets it, under the lock, before reading.
+false, and a receiving thread sets it, under the lock, before reading. The
+reactor takes a socket back lazily (``_rearm_pending``): only if its handler
+has not returned to ``receive()`` by the reactor's next tick, 50 ms at most,
+so an echo loop costs no registration change per message. Under eventlet the
+reactor does all the reading (``Reactor.direct_reads`` is false) and
+``receive()`` waits on ``_input_ready``.
+
+Writing has one owner at a time too: whoever holds ``_write_lock``. A
+non-blocking writer (the reactor, or a broadcast) whose socket fills keeps the
+lock and leaves the rest to the reactor (``_stalled``), which releases it once
+the outbox drains; blocking senders wait on the lock, never on the socket.
 
 How a connection ends
 ---------------------

@@ -142,6 +142,7 @@ class WebSocket:
         self._events = 0  # what the reactor watches this socket for
         self._stalled = False  # the reactor holds the write lock until the outbox drains
         self._front_partial = False  # the outbox starts mid-frame
+        self._socket_full = False  # a blocking writer waits for the peer to read
         self._rooms: set[str] = set()
         self._hub: Hub | None = hub
         self._keepalive: Timer | None = None
@@ -514,6 +515,7 @@ class WebSocket:
                     self._write_lock.release()
                     return
                 chunks, self._outbox = self._outbox, []
+                self._front_partial = False  # A partial frame is in chunks now.
             try:
                 rest = self._write_chunks(chunks, block)
             except OSError:
@@ -557,7 +559,15 @@ class WebSocket:
         if not chunks:
             return []
         data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-        sent = _send_all(self._sock, data, self._reactor.wait if block else None)
+        sent = _send_all(self._sock, data, None)
+        if sent < len(data) and block:
+            # The socket is full: the peer is not keeping up. While this
+            # thread waits, broadcasts queueing behind it count toward max_queue.
+            self._socket_full = True
+            try:
+                sent += _send_all(self._sock, memoryview(data)[sent:], self._reactor.wait)
+            finally:
+                self._socket_full = False
         if sent == len(data):
             return []
         # Find the frame the write stopped in.
@@ -578,7 +588,9 @@ class WebSocket:
         with self._lock:
             if self._protocol.state is not State.OPEN or self._input_done:
                 return
-            if self._stalled and len(self._outbox) >= self._options.max_queue:
+            if (self._stalled or self._socket_full) and len(
+                self._outbox
+            ) >= self._options.max_queue:
                 self._outbox = self._outbox[:1] if self._front_partial else []
                 self._fail_locked(1013, "too slow: outbound queue full")
                 # Wake a handler blocked reading this socket: nothing more is read.
@@ -784,7 +796,7 @@ def _recv(sock: socket.socket) -> bytes | None:
         return b""  # Reset or shut down: the stream is over.
 
 
-def _send_all(sock: socket.socket, data: bytes, wait: Wait | None) -> int:
+def _send_all(sock: socket.socket, data: bytes | memoryview, wait: Wait | None) -> int:
     """Send ``data``; return how many bytes went (all of them unless ``wait`` is None)."""
     view = memoryview(data)
     total = 0

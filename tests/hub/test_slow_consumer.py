@@ -43,9 +43,11 @@ def test_slow_consumer_is_closed_with_1013_while_others_get_everything(
             for text in iter(lambda: bytes(slow.read_frame().data).decode(), None)
             if not text.endswith(" joined")
         )
-        # Fill the slow client's socket buffers (4 MiB at most here) with
-        # private messages; it reads none of them.
-        post(werkzeug_server, f"/send/{slow_id}", text="p" * 32768, n=140)
+        # Send the slow client, which reads nothing, 9.4 MiB of private
+        # messages: more than its socket buffers hold (4 MiB at most here)
+        # plus max_queue (64) messages, so it stalls whatever the kernel's
+        # buffer sizing does, and the broadcasts find it stalled or closed.
+        post(werkzeug_server, f"/send/{slow_id}", text="p" * 32768, n=300)
         received: list[list[int]] = []
         threads = [threading.Thread(target=read_indexes, args=(r, received)) for r in readers]
         for thread in threads:

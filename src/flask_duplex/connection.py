@@ -707,13 +707,9 @@ class WebSocket:
             _shutdown(self._sock, socket.SHUT_RDWR)
         if self._write_lock.acquire(timeout=self._options.close_timeout):
             try:
-                with self._lock:
-                    chunks, self._outbox = self._outbox, []
-                self._write_chunks(chunks, block=True)
-            except OSError:
+                self._write_out(block=True)  # Releases the write lock.
+            except ConnectionClosed:
                 pass  # The peer is gone; there is nothing left to say.
-            finally:
-                self._write_lock.release()
         _shutdown(self._sock, socket.SHUT_WR)
         try:
             self._sock.settimeout(self._sock_timeout)

@@ -20,6 +20,7 @@ from .errors import ConnectionClosed, UnsupportedServer
 from .handshake import Rejected, negotiate
 from .hub import Hub, create_hub, encode_message
 from .options import CONFIG_PREFIX, Options, check_names
+from .reactor import get_reactor
 from .servers.testing import ERROR_KEY
 
 if TYPE_CHECKING:
@@ -306,7 +307,7 @@ class Duplex:
             handover.sock,
             options=options,
             environ=environ,
-            reactor=adapter.reactor(),
+            reactor=get_reactor(),
             hub=state.hub,
             prefetched=handover.prefetched,
             json_dumps=app.json.dumps,

@@ -9,7 +9,7 @@ import socket
 from collections.abc import Mapping
 from typing import Any
 
-from ..reactor import Reactor, get_reactor
+from flask import Response
 
 __all__ = ["Handover", "ServerAdapter", "read_buffered"]
 
@@ -36,17 +36,18 @@ class ServerAdapter(abc.ABC):
     def take_over(self, environ: Mapping[str, Any]) -> Handover:
         """Take the client socket from the server."""
 
-    @abc.abstractmethod
     def response_after_close(self, environ: Mapping[str, Any]) -> Any:
-        """What the view returns once the WebSocket is over and its socket shut down."""
+        """What the view returns once the WebSocket is over and its socket shut down.
+
+        An empty 101: the server logs the upgrade, and its attempt to write the
+        status line fails on the shut-down socket (EPIPE), which servers treat
+        as a client that went away.
+        """
+        return Response(status=101)
 
     def request_protocol(self, environ: Mapping[str, Any]) -> str:
         """The HTTP version of the request line the client sent."""
         return str(environ.get("SERVER_PROTOCOL", "HTTP/1.1"))
-
-    def reactor(self) -> Reactor:
-        """The reactor that serves connections on this server."""
-        return get_reactor()
 
 
 def read_buffered(stream: object, sock: socket.socket) -> bytes:

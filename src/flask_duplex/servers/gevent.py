@@ -16,8 +16,6 @@ import sys
 from collections.abc import Mapping
 from typing import Any
 
-from flask import Response
-
 from ..errors import UnsupportedServer
 from .base import Handover, ServerAdapter, read_buffered
 
@@ -40,6 +38,3 @@ class GeventAdapter(ServerAdapter):
         rfile = environ["wsgi.input"]
         sock = rfile.raw._sock
         return Handover(sock, read_buffered(rfile, sock))
-
-    def response_after_close(self, environ: Mapping[str, Any]) -> Any:
-        return Response(status=101)

@@ -18,8 +18,6 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from flask import Response
-
 from .base import Handover, ServerAdapter
 
 __all__ = ["GunicornAdapter"]
@@ -45,9 +43,6 @@ class GunicornAdapter(ServerAdapter):
                 "--timeout seconds. Run gunicorn with -k gthread --threads N, or -k gevent."
             )
         return Handover(environ["gunicorn.socket"], _unread_bytes(environ.get("wsgi.input")))
-
-    def response_after_close(self, environ: Mapping[str, Any]) -> Any:
-        return Response(status=101)
 
 
 def _unread_bytes(body: Any) -> bytes:

@@ -9,8 +9,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from flask import Response
-
 from .base import Handover, ServerAdapter
 
 __all__ = ["ERROR_KEY", "PREFETCHED_KEY", "SOCKET_KEY", "TestingAdapter"]
@@ -32,6 +30,3 @@ class TestingAdapter(ServerAdapter):
 
     def take_over(self, environ: Mapping[str, Any]) -> Handover:
         return Handover(environ[SOCKET_KEY], environ.get(PREFETCHED_KEY, b""))
-
-    def response_after_close(self, environ: Mapping[str, Any]) -> Any:
-        return Response(status=101)

@@ -13,8 +13,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from flask import Response
-
 from .base import Handover, ServerAdapter, read_buffered
 
 __all__ = ["WerkzeugAdapter"]
@@ -29,6 +27,3 @@ class WerkzeugAdapter(ServerAdapter):
     def take_over(self, environ: Mapping[str, Any]) -> Handover:
         sock = environ["werkzeug.socket"]
         return Handover(sock, read_buffered(environ.get("wsgi.input"), sock))
-
-    def response_after_close(self, environ: Mapping[str, Any]) -> Any:
-        return Response(status=101)

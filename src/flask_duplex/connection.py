@@ -97,7 +97,49 @@ class WebSocket:
         id: A unique string naming this connection.
         environ: The WSGI environ of the upgrade request.
         subprotocol: The negotiated subprotocol, or ``None``.
+
+    Handlers may set attributes of their own on it (``ws.user = ...``).
     """
+
+    # Slots keep an idle connection small; ``__dict__`` is still there, created
+    # only when a handler sets an attribute of its own.
+    __slots__ = (
+        "__dict__",
+        "__weakref__",
+        "_decoder",
+        "_direct",
+        "_events",
+        "_failed",
+        "_finished",
+        "_fragments",
+        "_front_partial",
+        "_hub",
+        "_inbox",
+        "_input_done",
+        "_input_ready",
+        "_json_dumps",
+        "_json_loads",
+        "_keepalive",
+        "_keepalive_pong",
+        "_lock",
+        "_options",
+        "_outbox",
+        "_pings",
+        "_protocol",
+        "_reactor",
+        "_rearm_pending",
+        "_receive_lock",
+        "_rooms",
+        "_sock",
+        "_sock_timeout",
+        "_socket_full",
+        "_stalled",
+        "_waiters",
+        "_write_lock",
+        "environ",
+        "id",
+        "subprotocol",
+    )
 
     def __init__(
         self,
@@ -123,8 +165,9 @@ class WebSocket:
         self._json_loads = json_loads
 
         self._lock = threading.Lock()
-        self._input_ready = threading.Condition(self._lock)
-        self._waiters = 0  # threads in _input_ready.wait_for(): notify only if any
+        # Created by the first thread that waits for input (see _wait_for_input).
+        self._input_ready: threading.Condition | None = None
+        self._waiters = 0  # threads waiting on _input_ready: notify only if any
         self._write_lock = threading.Lock()
         self._receive_lock = threading.Lock()
 
@@ -231,11 +274,7 @@ class WebSocket:
             with self._lock:
                 if not self._inbox and not self._input_done and not self._reactor.direct_reads:
                     wait = None if deadline is None else deadline - time.monotonic()
-                    self._waiters += 1
-                    try:
-                        self._input_ready.wait_for(lambda: self._inbox or self._input_done, wait)
-                    finally:
-                        self._waiters -= 1
+                    self._wait_for_input(lambda: bool(self._inbox) or self._input_done, wait)
                 if self._inbox:
                     return self._pop_message()
                 if self._input_done:
@@ -367,13 +406,7 @@ class WebSocket:
                 self._update_watch()
         self._flush(block=True)
         with self._lock:
-            self._waiters += 1
-            try:
-                done = self._input_ready.wait_for(
-                    lambda: self._input_done, timeout=self._options.close_timeout
-                )
-            finally:
-                self._waiters -= 1
+            done = self._wait_for_input(lambda: self._input_done, self._options.close_timeout)
         if not done:
             self._abort()
 
@@ -453,8 +486,7 @@ class WebSocket:
         ):
             self._input_done = True
             self._failed = self._failed or protocol.parser_exc is not None
-        if self._waiters:
-            self._input_ready.notify_all()
+        self._notify_input()
 
     def _assemble(self, frame: Frame) -> bool:
         """Add a data frame to the message being built; False if it failed the connection."""
@@ -672,8 +704,7 @@ class WebSocket:
             self._failed = True
             self._input_done = True
             self._fragments = []
-            if self._waiters:
-                self._input_ready.notify_all()
+            self._notify_input()
 
     def _abort(self) -> None:
         """Drop the TCP connection; wakes every thread blocked on the socket."""
@@ -682,8 +713,7 @@ class WebSocket:
                 self._input_done = True
                 if self._protocol.close_sent is None:
                     self._protocol.state = State.CLOSED
-            if self._waiters:
-                self._input_ready.notify_all()
+            self._notify_input()
             self._update_watch()
         _shutdown(self._sock, socket.SHUT_RDWR)
 
@@ -717,6 +747,21 @@ class WebSocket:
             pass
 
     # -- state --------------------------------------------------------------
+
+    def _wait_for_input(self, predicate: Callable[[], bool], timeout: float | None) -> bool:
+        """Wait, with ``_lock`` held, until ``predicate()`` or ``timeout``; return it."""
+        if self._input_ready is None:
+            self._input_ready = threading.Condition(self._lock)
+        self._waiters += 1
+        try:
+            return self._input_ready.wait_for(predicate, timeout)
+        finally:
+            self._waiters -= 1
+
+    def _notify_input(self) -> None:
+        # Called with _lock held, after a message or the end of input.
+        if self._input_ready is not None and self._waiters:
+            self._input_ready.notify_all()
 
     def _rearm(self) -> None:
         # Reactor thread, a tick after a receive() returned.

@@ -313,6 +313,7 @@ class Duplex:
             json_dumps=app.json.dumps,
             json_loads=app.json.loads,
         )
+        del result, handover  # Not needed while the connection lives.
         state.hub.add(ws)
         try:
             if _run_hooks(app, self._connect_hooks, ws):

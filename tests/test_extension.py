@@ -167,6 +167,26 @@ def test_bad_handshake_gets_4xx(
         client.close()
 
 
+def test_http_1_0_upgrade_gets_505(werkzeug_server: Server) -> None:
+    """A WebSocket handshake needs HTTP/1.1; an older request line gets 505, not a 101."""
+    client = RawClient(werkzeug_server.port, "/echo", http_version="HTTP/1.0")
+    try:
+        assert client.status == 505
+        assert b"HTTP/1.1" in client.read_until_eof()
+    finally:
+        client.close()
+
+
+def test_upgrade_with_a_body_gets_400(werkzeug_server: Server) -> None:
+    """A handshake request carries no body; one that does is refused before any frame is read."""
+    client = RawClient(werkzeug_server.port, "/echo", {"Content-Length": "5"}, body=b"hello")
+    try:
+        assert client.status == 400
+        assert b"no body" in client.read_until_eof()
+    finally:
+        client.close()
+
+
 def test_post_to_websocket_route_is_405(werkzeug_server: Server) -> None:
     """Only GET can open a WebSocket."""
     request = urllib.request.Request(f"{werkzeug_server.http}/echo", data=b"x", method="POST")

@@ -1,10 +1,11 @@
 """The opening handshake: a WSGI environ in, a 101 to write or an HTTP error out.
 
-The checks are those of the websockets ``ServerProtocol`` (method, HTTP
-version, ``Upgrade``, ``Connection``, key, version, extensions), fed with the
-request line and headers the WSGI server parsed. Two checks come first and are
-ours: a request without ``Upgrade: websocket`` gets 426 (it is a browser or a
-plain HTTP client at a WebSocket-only URL), and the origin policy below.
+The WSGI server has parsed the request; its method, HTTP version and headers
+reach us in the environ. Our checks come first: a request without ``Upgrade:
+websocket`` gets 426 (it is a browser or a plain HTTP client at a
+WebSocket-only URL), then the origin policy below, then method (405), version
+(505) and body (400). The websockets ``ServerProtocol`` checks the rest
+(``Connection``, key, version, extensions, subprotocols) and builds the 101.
 
 Origin policy, against cross-site WebSocket hijacking: a request without
 ``Origin`` is accepted (non-browser clients send none); an ``Origin`` naming
@@ -16,13 +17,15 @@ from __future__ import annotations
 
 import dataclasses
 import http
-from collections.abc import Mapping, Sequence
+from collections.abc import Generator, Mapping, Sequence
 from typing import Any
 from urllib.parse import quote, urlsplit
 
+from websockets.datastructures import Headers
 from websockets.extensions.permessage_deflate import enable_server_permessage_deflate
 from websockets.frames import Frame, Opcode
 from websockets.http11 import Request
+from websockets.protocol import Protocol
 from websockets.server import ServerProtocol
 from websockets.typing import Subprotocol
 
@@ -69,20 +72,29 @@ def negotiate(
             f"Origin {origin!r} is not allowed; list it in the 'origins' option to accept it.",
         )
 
+    if environ.get("REQUEST_METHOD", "GET") != "GET":
+        return _reject(
+            http.HTTPStatus.METHOD_NOT_ALLOWED,
+            "A WebSocket handshake uses GET.",
+            [("Allow", "GET")],
+        )
+    if http_version != "HTTP/1.1":
+        return _reject(
+            http.HTTPStatus.HTTP_VERSION_NOT_SUPPORTED,
+            f"A WebSocket handshake uses HTTP/1.1, not {http_version}.",
+        )
+    if environ.get("CONTENT_LENGTH", "0") not in ("", "0") or "HTTP_TRANSFER_ENCODING" in environ:
+        return _reject(http.HTTPStatus.BAD_REQUEST, "A WebSocket handshake has no body.")
+
     protocol = _ServerProtocol(
         extensions=enable_server_permessage_deflate(None) if options.compression else None,
         subprotocols=[Subprotocol(name) for name in options.subprotocols] or None,
         select_subprotocol=_first_shared_subprotocol,
         max_size=options.max_message_size,
     )
-    # Feed the request head through the protocol's own parser: it validates
-    # the request line and headers and leaves the protocol ready for frames.
-    protocol.receive_data(_request_head(environ, http_version))
-    requests = [event for event in protocol.events_received() if isinstance(event, Request)]
-    if not requests:
-        error = protocol.handshake_exc
-        return _reject(http.HTTPStatus.BAD_REQUEST, f"Invalid WebSocket handshake: {error}.")
-    response = protocol.accept(requests[0])
+    # The protocol checks the headers the WSGI server parsed (Upgrade,
+    # Connection, key, version, extensions) and builds the 101.
+    response = protocol.accept(Request(_request_target(environ), _request_headers(environ)))
     if response.status_code != 101:
         body = response.body or b""
         extra = [(k, v) for k, v in response.headers.raw_items() if k.lower() in _KEPT_HEADERS]
@@ -92,6 +104,12 @@ def negotiate(
 
 
 class _ServerProtocol(ServerProtocol):
+    def parse(self) -> Generator[None]:
+        # The WSGI server has read and parsed the request head; what the client
+        # sends from here on is frames. (ServerProtocol.parse would parse an
+        # HTTP request first, and keep it alive as long as the connection.)
+        yield from Protocol.parse(self)
+
     def recv_frame(self, frame: Frame) -> None:
         # RFC 6455 5.4 lets control frames come between the fragments of a
         # message. A close there ends the connection cleanly and drops the
@@ -133,20 +151,22 @@ def _first_shared_subprotocol(
     return None
 
 
-def _request_head(environ: Mapping[str, Any], http_version: str) -> bytes:
-    """Rebuild the request line and headers the client sent, from the environ."""
+def _request_target(environ: Mapping[str, Any]) -> str:
+    """The request target the client sent: path and query."""
     target = environ.get("RAW_URI") or environ.get("REQUEST_URI")
-    if not target:
-        path = quote(environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", ""))
-        query = environ.get("QUERY_STRING")
-        target = f"{path}?{query}" if query else path
-    method = environ.get("REQUEST_METHOD", "GET")
-    lines = [f"{method} {target} {http_version}"]
+    if target:
+        return str(target)
+    path = quote(environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", ""))
+    query = environ.get("QUERY_STRING")
+    return f"{path}?{query}" if query else path
+
+
+def _request_headers(environ: Mapping[str, Any]) -> Headers:
+    headers = Headers()
     for key, value in environ.items():
         if key.startswith("HTTP_"):
-            lines.append(f"{key[5:].replace('_', '-').title()}: {value}")
-    lines.extend(("", ""))
-    return "\r\n".join(lines).encode("latin-1")
+            headers[key[5:].replace("_", "-").title()] = value
+    return headers
 
 
 # Headers of a websockets rejection worth keeping in a WSGI response; the rest

@@ -22,6 +22,8 @@ class RawClient:
         path: str = "/echo",
         headers: dict[str, str | None] | None = None,
         rcvbuf: int | None = None,
+        http_version: str = "HTTP/1.1",
+        body: bytes = b"",
     ) -> None:
         """Connect and send the opening handshake; ``None`` in ``headers`` drops a header.
 
@@ -40,9 +42,9 @@ class RawClient:
             "Sec-WebSocket-Version": "13",
             **(headers or {}),
         }
-        lines = [f"GET {path} HTTP/1.1"]
+        lines = [f"GET {path} {http_version}"]
         lines += [f"{name}: {value}" for name, value in fields.items() if value is not None]
-        self.sock.sendall("\r\n".join([*lines, "", ""]).encode())
+        self.sock.sendall("\r\n".join([*lines, "", ""]).encode() + body)
         self.head, self.buffer = self._read_head()
         self.status = int(self.head.split(b" ", 2)[1])
 

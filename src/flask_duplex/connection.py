@@ -164,7 +164,7 @@ class WebSocket:
         self._json_dumps = json_dumps
         self._json_loads = json_loads
 
-        self._lock = threading.Lock()
+        self._lock = reactor.short_lock()  # Never held across a wait.
         # Created by the first thread that waits for input (see _wait_for_input).
         self._input_ready: threading.Condition | None = None
         self._waiters = 0  # threads waiting on _input_ready: notify only if any
@@ -329,19 +329,28 @@ class WebSocket:
             else:
                 self._protocol.send_binary(data)
             chunks = self._protocol.data_to_send()
-            # Fast path: nothing queued and nobody writing, so write our frame
-            # ourselves, without a trip through the outbox.
-            direct = not self._outbox and self._write_lock.acquire(blocking=False)
+            # Fast path: one frame, nothing queued and nobody writing, so write
+            # it ourselves in one send(), without a trip through the outbox.
+            direct = (
+                len(chunks) == 1 and not self._outbox and self._write_lock.acquire(blocking=False)
+            )
             if not direct:
                 self._outbox += chunks
         if direct:
+            frame = chunks[0]
             try:
-                self._write_chunks(chunks, block=True)
+                sent = self._sock.send(frame)
+            except (BlockingIOError, InterruptedError):
+                sent = 0
             except OSError:
                 self._write_lock.release()
                 self._abort()
                 raise self._closed_error() from None
-            self._write_out(block=True)  # What others queued meanwhile; releases the lock.
+            if sent < len(frame):
+                with self._lock:  # The rest goes first, before what others queued.
+                    self._outbox.insert(0, frame[sent:])
+                    self._front_partial = sent > 0
+            self._write_out(block=True)  # Writes what is queued; releases the write lock.
         else:
             self._flush(block=True)
 

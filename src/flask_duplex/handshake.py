@@ -103,6 +103,9 @@ def negotiate(
     return Accepted(protocol, b"".join(protocol.data_to_send()))
 
 
+_CLOSE = Opcode.CLOSE
+
+
 class _ServerProtocol(ServerProtocol):
     def parse(self) -> Generator[None]:
         # The WSGI server has read and parsed the request head; what the client
@@ -114,7 +117,7 @@ class _ServerProtocol(ServerProtocol):
         # RFC 6455 5.4 lets control frames come between the fragments of a
         # message. A close there ends the connection cleanly and drops the
         # unfinished message; websockets would fail the connection with 1002.
-        if frame.opcode is Opcode.CLOSE:
+        if frame.opcode is _CLOSE:
             self.current_size = None
         super().recv_frame(frame)
 

@@ -427,6 +427,7 @@ class WebSocket:
 
     def _read_until_message(self, deadline: float | None) -> Message | None:
         sock = self._sock
+        more = False  # The last read filled the buffer: more is likely waiting.
         while True:
             if deadline is None:
                 wait = None
@@ -434,11 +435,13 @@ class WebSocket:
                 wait = deadline - time.monotonic()
                 if wait <= 0:
                     return None
-            if not self._reactor.wait(sock, False, wait):
+            if not more and not self._reactor.wait(sock, False, wait):
                 continue
             data = _recv(sock)
             if data is None:
+                more = False
                 continue
+            more = len(data) == _RECV_SIZE
             with self._lock:
                 self._feed(data)
                 message = self._pop_message() if self._inbox else None

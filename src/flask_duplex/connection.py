@@ -53,6 +53,7 @@ import json
 import logging
 import os
 import socket
+import ssl
 import threading
 import time
 import uuid
@@ -81,7 +82,9 @@ NORMAL_CLOSE_CODES = frozenset({1000, 1001, 1005})
 
 _INBOX_HIGH_WATER = 32
 # Below glibc's mmap threshold (128 KiB): a bigger buffer costs an mmap and
-# page faults on every read.
+# page faults on every read. Above a TLS record (16 KiB): a read from a TLS
+# socket takes a whole record, so no decrypted bytes stay behind in the TLS
+# layer where waiting on the TCP socket would not see them.
 _RECV_SIZE = 64 * 1024
 
 _TEXT, _BINARY, _CONT, _PONG = Opcode.TEXT, Opcode.BINARY, Opcode.CONT, Opcode.PONG
@@ -340,7 +343,7 @@ class WebSocket:
             frame = chunks[0]
             try:
                 sent = self._sock.send(frame)
-            except (BlockingIOError, InterruptedError):
+            except _NOT_YET:
                 sent = 0
             except OSError:
                 self._write_lock.release()
@@ -838,12 +841,17 @@ def check_close(code: int, reason: str) -> None:
 
 _SENDABLE_CODES = frozenset({1000, 1001, 1002, 1003, *range(1007, 1015)})
 
+# What a non-blocking socket raises for "not now, try again when ready"; a TLS
+# socket raises the ssl ones, for a record only partly arrived or a write that
+# must be repeated with the same bytes (the outbox keeps them, in order).
+_NOT_YET = (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
+
 
 def _recv(sock: socket.socket) -> bytes | None:
     """Read what the socket has: bytes, ``b""`` at end of stream, ``None`` if nothing yet."""
     try:
         return sock.recv(_RECV_SIZE)
-    except (BlockingIOError, InterruptedError):
+    except _NOT_YET:
         return None
     except OSError:
         return b""  # Reset or shut down: the stream is over.
@@ -856,7 +864,7 @@ def _send_all(sock: socket.socket, data: bytes | memoryview, wait: Wait | None) 
     while total < len(data):
         try:
             total += sock.send(view[total:])
-        except (BlockingIOError, InterruptedError):
+        except _NOT_YET:
             if wait is None:
                 return total
             wait(sock, True, None)
@@ -864,7 +872,18 @@ def _send_all(sock: socket.socket, data: bytes | memoryview, wait: Wait | None) 
 
 
 def _shutdown(sock: socket.socket, how: int) -> None:
+    """Shut down the TCP connection under ``sock``, TLS or not."""
     try:
-        sock.shutdown(how)
+        if isinstance(sock, ssl.SSLSocket) or hasattr(sock, "pending"):
+            # A TLS socket's own shutdown() also drops its TLS state, and any
+            # later read or write would then carry plain bytes. Shut the TCP
+            # connection down under it instead.
+            raw = socket.socket(fileno=sock.fileno())
+            try:
+                raw.shutdown(how)
+            finally:
+                raw.detach()
+        else:
+            sock.shutdown(how)
     except OSError:
         pass  # Already shut down, or the peer reset the connection.

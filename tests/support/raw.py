@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import os
 import socket
+import ssl
 import time
 
 from websockets.frames import Close, Frame, Opcode
@@ -24,16 +25,20 @@ class RawClient:
         rcvbuf: int | None = None,
         http_version: str = "HTTP/1.1",
         body: bytes = b"",
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         """Connect and send the opening handshake; ``None`` in ``headers`` drops a header.
 
-        ``rcvbuf`` shrinks the client's receive buffer, to make a slow reader.
+        ``rcvbuf`` shrinks the client's receive buffer, to make a slow reader;
+        ``tls`` speaks TLS over the connection.
         """
         self.sock = socket.socket()
         self.sock.settimeout(5)
         if rcvbuf is not None:
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
         self.sock.connect(("127.0.0.1", port))
+        if tls is not None:
+            self.sock = tls.wrap_socket(self.sock, server_hostname="127.0.0.1")
         fields: dict[str, str | None] = {
             "Host": f"127.0.0.1:{port}",
             "Upgrade": "websocket",

@@ -1,7 +1,9 @@
 """Run the test app on one WSGI server: ``python -m tests.support.serve SERVER PORT``.
 
 Each server is started the way its users start it: gevent and eventlet
-monkey-patch first; gunicorn runs from its command line.
+monkey-patch first; gunicorn runs from its command line. With
+``DUPLEX_TEST_TLS_CERT`` and ``DUPLEX_TEST_TLS_KEY`` set (PEM files), the
+server itself speaks TLS, with the options its users would pass.
 """
 
 from __future__ import annotations
@@ -22,12 +24,18 @@ SERVERS = (
 APP = "tests.support.apps:app"
 
 
+CERT = os.environ.get("DUPLEX_TEST_TLS_CERT")
+KEY = os.environ.get("DUPLEX_TEST_TLS_KEY")
+
+
 def main() -> None:
     server, port = sys.argv[1], int(sys.argv[2])
     if server == "werkzeug":
         from tests.support.apps import app
 
-        app.run(host="127.0.0.1", port=port, threaded=True)
+        app.run(
+            host="127.0.0.1", port=port, threaded=True, ssl_context=(CERT, KEY) if CERT else None
+        )
     elif server.startswith("gunicorn-"):
         run_gunicorn(server.removeprefix("gunicorn-"), port)
     elif server == "gevent":
@@ -38,7 +46,8 @@ def main() -> None:
 
         from tests.support.apps import app
 
-        WSGIServer(("127.0.0.1", port), app).serve_forever()
+        tls = {"certfile": CERT, "keyfile": KEY} if CERT else {}
+        WSGIServer(("127.0.0.1", port), app, **tls).serve_forever()
     elif server == "eventlet":
         import eventlet
 
@@ -47,7 +56,10 @@ def main() -> None:
 
         from tests.support.apps import app
 
-        eventlet.wsgi.server(eventlet.listen(("127.0.0.1", port)), app, max_size=4096)
+        listener = eventlet.listen(("127.0.0.1", port))
+        if CERT:
+            listener = eventlet.wrap_ssl(listener, certfile=CERT, keyfile=KEY, server_side=True)
+        eventlet.wsgi.server(listener, app, max_size=4096)
     elif server == "wsgiref":
         from wsgiref.simple_server import make_server
 
@@ -62,6 +74,8 @@ def run_gunicorn(worker: str, port: int) -> None:
     args = [sys.executable, "-m", "gunicorn", "-k", worker, "-b", f"127.0.0.1:{port}", "-w", "1"]
     args += ["--access-logfile", "-", "--error-logfile", "-", "--graceful-timeout", "2"]
     args += ["--timeout", os.environ.get("DUPLEX_TEST_GUNICORN_TIMEOUT", "30")]
+    if CERT:
+        args += ["--certfile", CERT, "--keyfile", str(KEY)]
     if worker == "gthread":
         args += ["--threads", "256"]
     elif worker in ("gevent", "eventlet"):

@@ -4,9 +4,10 @@ Who owns the socket, and when
 -----------------------------
 The websockets ``ServerProtocol`` turns bytes into frames and frames into
 bytes; it does no I/O and is not thread-safe, so every call into it happens
-under ``_lock``. Bytes it produces go to ``_outbox`` under the same lock, and
-whoever holds ``_write_lock`` writes the outbox to the socket in order, so a
-message is written whole even when several threads send at once.
+under ``_lock``. Bytes it produces go to the connection's outbox
+(``outbox.py``) under the same lock, and one writer at a time writes them to
+the socket in order, so a message is written whole even when several threads
+send at once.
 
 Reading has exactly one owner at a time:
 
@@ -27,10 +28,8 @@ so an echo loop costs no registration change per message. Under eventlet the
 reactor does all the reading (``Reactor.direct_reads`` is false) and
 ``receive()`` waits on ``_input_ready``.
 
-Writing has one owner at a time too: whoever holds ``_write_lock``. A
-non-blocking writer (the reactor, or a broadcast) whose socket fills keeps the
-lock and leaves the rest to the reactor (``_stalled``), which releases it once
-the outbox drains; blocking senders wait on the lock, never on the socket.
+Writing has one owner at a time too, and never makes the reactor or a
+broadcast wait on a slow peer: ``outbox.py`` explains how.
 
 How a connection ends
 ---------------------
@@ -53,7 +52,6 @@ import json
 import logging
 import os
 import socket
-import ssl
 import threading
 import time
 import uuid
@@ -66,8 +64,10 @@ from websockets.server import ServerProtocol
 
 from .errors import ConnectionClosed, InvalidJSON
 from .hub import Hub
+from .keepalive import Keepalive
 from .options import Options
-from .reactor import EVENT_READ, EVENT_WRITE, Reactor, Timer, Wait
+from .outbox import NOT_YET, Outbox, shutdown
+from .reactor import EVENT_READ, EVENT_WRITE, Reactor
 
 __all__ = ["WebSocket"]
 
@@ -115,7 +115,6 @@ class WebSocket:
         "_failed",
         "_finished",
         "_fragments",
-        "_front_partial",
         "_hub",
         "_inbox",
         "_input_done",
@@ -123,7 +122,6 @@ class WebSocket:
         "_json_dumps",
         "_json_loads",
         "_keepalive",
-        "_keepalive_pong",
         "_lock",
         "_options",
         "_outbox",
@@ -135,10 +133,7 @@ class WebSocket:
         "_rooms",
         "_sock",
         "_sock_timeout",
-        "_socket_full",
-        "_stalled",
         "_waiters",
-        "_write_lock",
         "environ",
         "id",
         "subprotocol",
@@ -171,10 +166,9 @@ class WebSocket:
         # Created by the first thread that waits for input (see _wait_for_input).
         self._input_ready: threading.Condition | None = None
         self._waiters = 0  # threads waiting on _input_ready: notify only if any
-        self._write_lock = threading.Lock()
         self._receive_lock = threading.Lock()
 
-        self._outbox: list[bytes] = []
+        self._outbox = Outbox(sock, self._lock, reactor.wait, self._update_watch)
         self._inbox: collections.deque[Message] = collections.deque()
         self._fragments: list[Any] = []
         self._decoder: codecs.IncrementalDecoder | None = None
@@ -186,13 +180,9 @@ class WebSocket:
         self._failed = False  # this side failed the connection
         self._finished = False  # the handler returned; the socket is the server's again
         self._events = 0  # what the reactor watches this socket for
-        self._stalled = False  # the reactor holds the write lock until the outbox drains
-        self._front_partial = False  # the outbox starts mid-frame
-        self._socket_full = False  # a blocking writer waits for the peer to read
         self._rooms: set[str] = set()
         self._hub: Hub | None = hub
-        self._keepalive: Timer | None = None
-        self._keepalive_pong: threading.Event | None = None
+        self._keepalive: Keepalive | None = None
 
         self._sock_timeout = sock.gettimeout()
         sock.setblocking(False)
@@ -207,7 +197,7 @@ class WebSocket:
             self._update_watch()
         self._flush(block=False)
         if options.ping_interval is not None:
-            self._keepalive = reactor.call_later(options.ping_interval, self._send_keepalive_ping)
+            self._keepalive = Keepalive(self, options.ping_interval, options.ping_timeout, reactor)
 
     # -- public API ---------------------------------------------------------
 
@@ -334,28 +324,16 @@ class WebSocket:
             chunks = self._protocol.data_to_send()
             # Fast path: one frame, nothing queued and nobody writing, so write
             # it ourselves in one send(), without a trip through the outbox.
-            direct = (
-                len(chunks) == 1 and not self._outbox and self._write_lock.acquire(blocking=False)
-            )
+            direct = len(chunks) == 1 and self._outbox.claim()
             if not direct:
-                self._outbox += chunks
-        if direct:
-            frame = chunks[0]
-            try:
-                sent = self._sock.send(frame)
-            except _NOT_YET:
-                sent = 0
-            except OSError:
-                self._write_lock.release()
-                self._abort()
-                raise self._closed_error() from None
-            if sent < len(frame):
-                with self._lock:  # The rest goes first, before what others queued.
-                    self._outbox.insert(0, frame[sent:])
-                    self._front_partial = sent > 0
-            self._write_out(block=True)  # Writes what is queued; releases the write lock.
-        else:
+                self._outbox.add(chunks)
+        if not direct:
             self._flush(block=True)
+            return
+        try:
+            self._outbox.write_claimed(chunks[0])
+        except OSError:
+            self._write_failed(block=True)
 
     def send_json(self, obj: Any) -> None:
         """Send ``obj`` encoded as JSON, in a text frame."""
@@ -413,7 +391,7 @@ class WebSocket:
         with self._lock:
             if self._protocol.state is State.OPEN and not self._input_done:
                 self._protocol.send_close(code, reason)
-                self._outbox += self._protocol.data_to_send()
+                self._outbox.add(self._protocol.data_to_send())
                 self._rearm_pending = False  # The peer's answer must be read now.
                 self._update_watch()
         self._flush(block=True)
@@ -460,8 +438,11 @@ class WebSocket:
 
     def _on_ready(self, mask: int) -> None:
         # Reactor thread: never block here.
-        if mask & EVENT_WRITE and self._stalled:
-            self._write_out(block=False)  # The stalled writer left us the write lock.
+        if mask & EVENT_WRITE:
+            try:
+                self._outbox.resume()
+            except OSError:
+                self._write_failed(block=False)
         if not mask & EVENT_READ:
             return
         with self._lock:
@@ -492,7 +473,7 @@ class WebSocket:
                     break
             elif opcode is _PONG:
                 self._pong_received(bytes(frame.data))
-        self._outbox += protocol.data_to_send()
+        self._outbox.add(protocol.data_to_send())
         if not self._input_done and (
             not data
             or protocol.close_rcvd is not None
@@ -541,89 +522,15 @@ class WebSocket:
 
     def _flush(self, block: bool) -> None:
         """Write the outbox; with ``block=False``, never wait on the socket."""
-        # An unlocked look is enough: whoever fills the outbox flushes after.
-        if self._outbox and self._write_lock.acquire(blocking=block):
-            self._write_out(block)
-        # Else the holder of the write lock writes what we queued.
+        try:
+            self._outbox.flush(block)
+        except OSError:
+            self._write_failed(block)
 
-    def _write_out(self, block: bool) -> None:
-        """Write the outbox, holding the write lock; release it when the outbox is empty.
-
-        A non-blocking writer that fills the socket keeps the lock and hands
-        the rest to the reactor, which finishes when the socket drains; blocking
-        senders wait on the lock meanwhile, never on the socket.
-        """
-        while True:
-            with self._lock:
-                if not self._outbox:
-                    if self._stalled:
-                        self._stalled = False
-                        self._update_watch()
-                    self._write_lock.release()
-                    return
-                chunks, self._outbox = self._outbox, []
-                self._front_partial = False  # A partial frame is in chunks now.
-            try:
-                rest = self._write_chunks(chunks, block)
-            except OSError:
-                with self._lock:
-                    self._outbox.clear()
-                    self._stalled = False
-                    self._update_watch()
-                    self._write_lock.release()
-                self._abort()
-                if block:
-                    raise self._closed_error() from None
-                return
-            if rest:
-                with self._lock:
-                    self._outbox[:0] = rest
-                    if not self._stalled:
-                        self._stalled = True
-                        self._update_watch()
-                return
-
-    def _write_chunks(self, chunks: list[bytes], block: bool) -> list[bytes]:
-        """Write chunks in order; return what could not be written without blocking.
-
-        Sets ``_front_partial`` when the first returned chunk is the tail of a
-        frame already partly on the wire.
-        """
-        sock = self._sock
-        start = 0
-        for index, chunk in enumerate(chunks):
-            if chunk:
-                continue
-            # The protocol's end-of-stream marker: write what comes before it, then shut down.
-            rest = self._send_run(chunks[start:index], block)
-            if rest:
-                return [*rest, *chunks[index:]]
-            _shutdown(sock, socket.SHUT_WR)
-            start = index + 1
-        return self._send_run(chunks[start:], block)
-
-    def _send_run(self, chunks: list[bytes], block: bool) -> list[bytes]:
-        if not chunks:
-            return []
-        data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-        sent = _send_all(self._sock, data, None)
-        if sent < len(data) and block:
-            # The socket is full: the peer is not keeping up. While this
-            # thread waits, broadcasts queueing behind it count toward max_queue.
-            self._socket_full = True
-            try:
-                sent += _send_all(self._sock, memoryview(data)[sent:], self._reactor.wait)
-            finally:
-                self._socket_full = False
-        if sent == len(data):
-            return []
-        # Find the frame the write stopped in.
-        for index, chunk in enumerate(chunks):
-            if sent < len(chunk):
-                self._front_partial = sent > 0
-                return [chunk[sent:], *chunks[index + 1 :]]
-            sent -= len(chunk)
-        raise AssertionError("unreachable")
+    def _write_failed(self, block: bool) -> None:
+        self._abort()
+        if block:
+            raise self._closed_error() from None
 
     def _send_nowait(self, message: Message) -> None:
         """Queue a message for a broadcast, without waiting on the socket.
@@ -635,20 +542,18 @@ class WebSocket:
         with self._lock:
             if self._protocol.state is not State.OPEN or self._input_done:
                 return
-            if (self._stalled or self._socket_full) and len(
-                self._outbox
-            ) >= self._options.max_queue:
-                self._outbox = self._outbox[:1] if self._front_partial else []
+            if self._outbox.overflowing(self._options.max_queue):
+                self._outbox.drop_waiting()
                 self._fail_locked(1013, "too slow: outbound queue full")
                 # Wake a handler blocked reading this socket: nothing more is read.
-                _shutdown(self._sock, socket.SHUT_RD)
+                shutdown(self._sock, socket.SHUT_RD)
                 overflowed = True
             else:
                 if isinstance(message, str):
                     self._protocol.send_text(message.encode())
                 else:
                     self._protocol.send_binary(message)
-                self._outbox += self._protocol.data_to_send()
+                self._outbox.add(self._protocol.data_to_send())
                 overflowed = False
         if overflowed:
             logger.warning(
@@ -670,7 +575,7 @@ class WebSocket:
             if pong is None:
                 pong = self._pings[payload] = threading.Event()
                 self._protocol.send_ping(payload)
-                self._outbox += self._protocol.data_to_send()
+                self._outbox.add(self._protocol.data_to_send())
         return pong
 
     def _pong_received(self, payload: bytes) -> None:
@@ -682,40 +587,18 @@ class WebSocket:
             if key == payload:
                 break
 
-    def _send_keepalive_ping(self) -> None:
-        try:
-            self._keepalive_pong = self._queue_ping(os.urandom(4))
-        except ConnectionClosed:
-            return
+    def _fail(self, code: int, reason: str) -> None:
+        """Fail the connection with a close frame, then drop it."""
+        with self._lock:
+            self._fail_locked(code, reason)
         self._flush(block=False)
-        options = self._options
-        if options.ping_timeout is None:
-            delay, callback = options.ping_interval or 0.0, self._send_keepalive_ping
-        else:
-            delay, callback = options.ping_timeout, self._check_keepalive_pong
-        self._keepalive = self._reactor.call_later(delay, callback)
-
-    def _check_keepalive_pong(self) -> None:
-        if self.closed:
-            return
-        pong = self._keepalive_pong
-        if pong is not None and not pong.is_set():
-            with self._lock:
-                self._fail_locked(1011, "keepalive ping timeout")
-            self._flush(block=False)
-            self._abort()
-            return
-        interval = self._options.ping_interval or 0.0
-        timeout = self._options.ping_timeout or 0.0
-        self._keepalive = self._reactor.call_later(
-            max(0.0, interval - timeout), self._send_keepalive_ping
-        )
+        self._abort()
 
     def _fail_locked(self, code: int, reason: str) -> None:
         """Fail the connection (RFC 6455 7.1.7): queue a close frame, stop reading."""
         if not self._input_done:
             self._protocol.fail(code, reason)
-            self._outbox += self._protocol.data_to_send()
+            self._outbox.add(self._protocol.data_to_send())
             self._failed = True
             self._input_done = True
             self._fragments = []
@@ -730,7 +613,7 @@ class WebSocket:
                     self._protocol.state = State.CLOSED
             self._notify_input()
             self._update_watch()
-        _shutdown(self._sock, socket.SHUT_RDWR)
+        shutdown(self._sock, socket.SHUT_RDWR)
 
     def _finish(self) -> None:
         """The handler is done: stop all background work and hand the socket back.
@@ -745,17 +628,16 @@ class WebSocket:
             self._finished = True
             self._input_done = True
             self._update_watch()
-            stalled = self._stalled
+            stalled = self._outbox.stalled
         if stalled:
             # The peer stopped reading: give up on what waits for it. The
             # reactor's pending write now fails at once and lets go of the lock.
-            _shutdown(self._sock, socket.SHUT_RDWR)
-        if self._write_lock.acquire(timeout=self._options.close_timeout):
-            try:
-                self._write_out(block=True)  # Releases the write lock.
-            except ConnectionClosed:
-                pass  # The peer is gone; there is nothing left to say.
-        _shutdown(self._sock, socket.SHUT_WR)
+            shutdown(self._sock, socket.SHUT_RDWR)
+        try:
+            self._outbox.drain(self._options.close_timeout)
+        except OSError:
+            self._abort()  # The peer is gone; there is nothing left to say.
+        shutdown(self._sock, socket.SHUT_WR)
         try:
             self._sock.settimeout(self._sock_timeout)
         except OSError:
@@ -793,7 +675,7 @@ class WebSocket:
             len(self._inbox) < _INBOX_HIGH_WATER or self._protocol.state is not State.OPEN
         ):
             events |= EVENT_READ
-        if self._stalled:
+        if self._outbox.stalled:
             events |= EVENT_WRITE
         if events != self._events:
             self._events = events
@@ -841,49 +723,12 @@ def check_close(code: int, reason: str) -> None:
 
 _SENDABLE_CODES = frozenset({1000, 1001, 1002, 1003, *range(1007, 1015)})
 
-# What a non-blocking socket raises for "not now, try again when ready"; a TLS
-# socket raises the ssl ones, for a record only partly arrived or a write that
-# must be repeated with the same bytes (the outbox keeps them, in order).
-_NOT_YET = (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
-
 
 def _recv(sock: socket.socket) -> bytes | None:
     """Read what the socket has: bytes, ``b""`` at end of stream, ``None`` if nothing yet."""
     try:
         return sock.recv(_RECV_SIZE)
-    except _NOT_YET:
+    except NOT_YET:
         return None
     except OSError:
         return b""  # Reset or shut down: the stream is over.
-
-
-def _send_all(sock: socket.socket, data: bytes | memoryview, wait: Wait | None) -> int:
-    """Send ``data``; return how many bytes went (all of them unless ``wait`` is None)."""
-    view = memoryview(data)
-    total = 0
-    while total < len(data):
-        try:
-            total += sock.send(view[total:])
-        except _NOT_YET:
-            if wait is None:
-                return total
-            wait(sock, True, None)
-    return total
-
-
-def _shutdown(sock: socket.socket, how: int) -> None:
-    """Shut down the TCP connection under ``sock``, TLS or not."""
-    try:
-        if isinstance(sock, ssl.SSLSocket) or hasattr(sock, "pending"):
-            # A TLS socket's own shutdown() also drops its TLS state, and any
-            # later read or write would then carry plain bytes. Shut the TCP
-            # connection down under it instead.
-            raw = socket.socket(fileno=sock.fileno())
-            try:
-                raw.shutdown(how)
-            finally:
-                raw.detach()
-        else:
-            sock.shutdown(how)
-    except OSError:
-        pass  # Already shut down, or the peer reset the connection.

@@ -1,0 +1,246 @@
+"""Writing one connection's frames to its socket: the outbox, and who writes it.
+
+The protocol serializes frames under the connection's lock and adds them to an
+:class:`Outbox` under the same lock. Whoever holds the outbox's write lock
+writes it to the socket in order, so a message reaches the wire whole even when
+several threads send at once, and frames are never interleaved.
+
+Who waits, and on what
+----------------------
+A blocking sender (a handler calling ``send()``) waits for the write lock, and
+then, if the peer reads slowly, on the socket itself. A non-blocking writer
+(the reactor, or a broadcast) never waits: when the socket fills it keeps the
+write lock and marks the outbox *stalled*; the connection then asks the reactor
+to watch the socket for writing, and the reactor finishes the job and lets go
+of the lock once the outbox is empty. Blocking senders meanwhile wait on the
+lock, never on a socket another writer is using.
+
+While the socket is full (stalled, or a blocking writer waiting on it), what
+queues behind counts toward the connection's ``max_queue``: see
+:meth:`Outbox.overflowing`.
+
+Partial frames
+--------------
+A write can stop in the middle of a frame. The rest of that frame goes back to
+the front of the outbox and is marked (``_front_partial``), so that dropping
+what waits for a slow client keeps it: the peer must get the whole frame before
+the close frame that follows.
+"""
+
+from __future__ import annotations
+
+import socket
+import ssl
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from .reactor import Wait
+
+__all__ = ["NOT_YET", "Outbox", "shutdown"]
+
+# What a non-blocking socket raises for "not now, try again when ready". A TLS
+# socket raises the ssl ones, for a record only partly arrived or a write that
+# must be repeated with the same bytes (the outbox keeps them, in order).
+NOT_YET = (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
+
+
+class Outbox:
+    """The bytes waiting to go out on one socket, written in order by one writer at a time.
+
+    ``lock`` is the connection's lock: the methods documented "lock held" must
+    be called with it held; the others take it themselves. ``on_stall_change``
+    is called, lock held, whenever :attr:`stalled` changes, so that the
+    connection can have the reactor watch the socket for writing.
+
+    The writing methods raise ``OSError`` when the socket fails; the outbox is
+    then empty and its write lock free.
+    """
+
+    __slots__ = (
+        "_chunks",
+        "_front_partial",
+        "_lock",
+        "_on_stall_change",
+        "_sock",
+        "_socket_full",
+        "_wait",
+        "_write_lock",
+        "stalled",
+    )
+
+    def __init__(
+        self,
+        sock: socket.socket,
+        lock: Any,
+        wait: Wait,
+        on_stall_change: Callable[[], None],
+    ) -> None:
+        self._sock = sock
+        self._lock = lock
+        self._wait = wait
+        self._on_stall_change = on_stall_change
+        self._chunks: list[bytes] = []
+        self._write_lock = threading.Lock()
+        #: A non-blocking writer filled the socket and left the rest to the reactor.
+        self.stalled = False
+        self._front_partial = False  # _chunks starts mid-frame
+        self._socket_full = False  # a blocking writer waits for the peer to read
+
+    # -- lock held ----------------------------------------------------------
+
+    def add(self, chunks: list[bytes]) -> None:
+        """Queue the protocol's output (lock held). ``b""`` marks the end of the stream."""
+        self._chunks += chunks
+
+    def claim(self) -> bool:
+        """Take the write lock if nothing is queued and nobody writes (lock held).
+
+        The caller then writes one frame with :meth:`write_claimed`.
+        """
+        return not self._chunks and self._write_lock.acquire(blocking=False)
+
+    def overflowing(self, limit: int) -> bool:
+        """Whether ``limit`` chunks wait behind a full socket (lock held)."""
+        return (self.stalled or self._socket_full) and len(self._chunks) >= limit
+
+    def drop_waiting(self) -> None:
+        """Drop what waits, except the rest of a frame already partly written (lock held)."""
+        self._chunks = self._chunks[:1] if self._front_partial else []
+
+    # -- writing ------------------------------------------------------------
+
+    def flush(self, block: bool) -> None:
+        """Write what is queued; with ``block=False``, never wait on the socket."""
+        # An unlocked look is enough: whoever queues flushes after.
+        if self._chunks and self._write_lock.acquire(blocking=block):
+            self._write_out(block)
+        # Else the holder of the write lock writes what was queued.
+
+    def resume(self) -> None:
+        """The socket drained: the reactor goes on with a stalled write."""
+        if self.stalled:
+            self._write_out(block=False)  # The stalled writer left us the write lock.
+
+    def write_claimed(self, frame: bytes) -> None:
+        """Write ``frame`` after :meth:`claim`, then anything queued meanwhile."""
+        try:
+            sent = self._sock.send(frame)
+        except NOT_YET:
+            sent = 0
+        except OSError:
+            self._write_lock.release()
+            raise
+        if sent < len(frame):
+            with self._lock:  # The rest goes first, before what others queued.
+                self._chunks.insert(0, frame[sent:])
+                self._front_partial = sent > 0
+        self._write_out(block=True)
+
+    def drain(self, timeout: float) -> None:
+        """Wait up to ``timeout`` seconds for the writer, then write everything queued."""
+        if self._write_lock.acquire(timeout=timeout):
+            self._write_out(block=True)
+
+    def _write_out(self, block: bool) -> None:
+        """Write the outbox, holding the write lock; release it when the outbox is empty.
+
+        A non-blocking writer that fills the socket keeps the lock and leaves
+        the rest to the reactor (see the module's docstring).
+        """
+        while True:
+            with self._lock:
+                if not self._chunks:
+                    if self.stalled:
+                        self.stalled = False
+                        self._on_stall_change()
+                    self._write_lock.release()
+                    return
+                chunks, self._chunks = self._chunks, []
+                self._front_partial = False  # A partial frame is in chunks now.
+            try:
+                rest = self._write_chunks(chunks, block)
+            except OSError:
+                with self._lock:
+                    self._chunks.clear()
+                    if self.stalled:
+                        self.stalled = False
+                        self._on_stall_change()
+                    self._write_lock.release()
+                raise
+            if rest:
+                with self._lock:
+                    self._chunks[:0] = rest
+                    if not self.stalled:
+                        self.stalled = True
+                        self._on_stall_change()
+                return
+
+    def _write_chunks(self, chunks: list[bytes], block: bool) -> list[bytes]:
+        """Write chunks in order; return what could not be written without blocking."""
+        start = 0
+        for index, chunk in enumerate(chunks):
+            if chunk:
+                continue
+            # The protocol's end-of-stream marker: write what comes before it, then shut down.
+            rest = self._send_run(chunks[start:index], block)
+            if rest:
+                return [*rest, *chunks[index:]]
+            shutdown(self._sock, socket.SHUT_WR)
+            start = index + 1
+        return self._send_run(chunks[start:], block)
+
+    def _send_run(self, chunks: list[bytes], block: bool) -> list[bytes]:
+        if not chunks:
+            return []
+        data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        sent = _send_all(self._sock, data, None)
+        if sent < len(data) and block:
+            # The socket is full: the peer is not keeping up. While this
+            # thread waits, broadcasts queueing behind it count toward max_queue.
+            self._socket_full = True
+            try:
+                sent += _send_all(self._sock, memoryview(data)[sent:], self._wait)
+            finally:
+                self._socket_full = False
+        if sent == len(data):
+            return []
+        # Find the frame the write stopped in.
+        for index, chunk in enumerate(chunks):
+            if sent < len(chunk):
+                self._front_partial = sent > 0
+                return [chunk[sent:], *chunks[index + 1 :]]
+            sent -= len(chunk)
+        raise AssertionError("unreachable")
+
+
+def _send_all(sock: socket.socket, data: bytes | memoryview, wait: Wait | None) -> int:
+    """Send ``data``; return how many bytes went (all of them unless ``wait`` is None)."""
+    view = memoryview(data)
+    total = 0
+    while total < len(data):
+        try:
+            total += sock.send(view[total:])
+        except NOT_YET:
+            if wait is None:
+                return total
+            wait(sock, True, None)
+    return total
+
+
+def shutdown(sock: socket.socket, how: int) -> None:
+    """Shut down the TCP connection under ``sock``, TLS or not; ignore a dead socket."""
+    try:
+        if isinstance(sock, ssl.SSLSocket) or hasattr(sock, "pending"):
+            # A TLS socket's own shutdown() also drops its TLS state, and any
+            # later read or write would then carry plain bytes. Shut the TCP
+            # connection down under it instead.
+            raw = socket.socket(fileno=sock.fileno())
+            try:
+                raw.shutdown(how)
+            finally:
+                raw.detach()
+        else:
+            sock.shutdown(how)
+    except OSError:
+        pass  # Already shut down, or the peer reset the connection.

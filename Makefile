@@ -50,6 +50,7 @@ bench-env: $(BENCH_STAMP)
 bench: $(BENCH_STAMP)
 	$(BENCH_BIN)/python -m bench --write-docs
 	$(BENCH_BIN)/python -m bench.fanout --write-docs
+	$(BENCH_BIN)/python -m bench.floor
 
 # Each contender starts, echoes once, and stops: well under a minute.
 bench-smoke: $(BENCH_STAMP)

@@ -6,6 +6,8 @@ Werkzeug: ``python -m bench.servers.flask_duplex_app PORT``; gunicorn serves
 
 from __future__ import annotations
 
+import threading
+
 from flask import Flask
 
 from bench.servers import MAX_MESSAGE_SIZE, port_from_argv
@@ -19,6 +21,16 @@ duplex = Duplex(app)
 def echo(ws: WebSocket) -> None:
     for message in ws:
         ws.send(message)
+
+
+_never = threading.Event()
+
+
+@app.route("/hold")
+def hold() -> str:
+    """A plain view that never answers: what a held request costs without WebSocket code."""
+    _never.wait()
+    return ""
 
 
 if __name__ == "__main__":

@@ -276,3 +276,15 @@ def test_route_on_blueprint_before_registration() -> None:
     duplex.init_app(app)
     app.register_blueprint(bp, url_prefix="/api")
     assert "/api/live" in {rule.rule for rule in app.url_map.iter_rules()}
+
+
+def test_broadcast_reaches_compressed_and_plain_connections_alike(werkzeug_server: Server) -> None:
+    """One broadcast reaches a connection that compresses and one that does not, text and bytes."""
+    url = f"{werkzeug_server.url}/room/mixed"
+    with connect(url, compression=None) as plain, connect(url) as deflate:
+        assert plain.recv(timeout=5).endswith(" joined")  # deflate's arrival
+        assert deflate.protocol.extensions and not plain.protocol.extensions
+        for message in ("héllo " * 50, bytes(range(256)) * 40):
+            plain.send(message)
+            assert plain.recv(timeout=5) == message
+            assert deflate.recv(timeout=5) == message

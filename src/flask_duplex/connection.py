@@ -66,7 +66,7 @@ from .errors import ConnectionClosed, InvalidJSON
 from .hub import Hub
 from .keepalive import Keepalive
 from .options import Options
-from .outbox import NOT_YET, Outbox, shutdown
+from .outbox import NOT_YET, Outbox, Outgoing, shutdown
 from .reactor import EVENT_READ, EVENT_WRITE, Reactor
 
 __all__ = ["WebSocket"]
@@ -331,7 +331,7 @@ class WebSocket:
             self._flush(block=True)
             return
         try:
-            self._outbox.write_claimed(chunks[0])
+            self._outbox.write_claimed(chunks[0], block=True)
         except OSError:
             self._write_failed(block=True)
 
@@ -532,8 +532,8 @@ class WebSocket:
         if block:
             raise self._closed_error() from None
 
-    def _send_nowait(self, message: Message) -> None:
-        """Queue a message for a broadcast, without waiting on the socket.
+    def _send_nowait(self, message: Outgoing) -> None:
+        """Send a message for a broadcast, without waiting on the socket.
 
         A connection whose peer stopped reading and that has ``max_queue``
         messages waiting is closed with 1013; the messages still waiting are
@@ -548,12 +548,20 @@ class WebSocket:
                 # Wake a handler blocked reading this socket: nothing more is read.
                 shutdown(self._sock, socket.SHUT_RD)
                 overflowed = True
+                direct = False
             else:
-                if isinstance(message, str):
-                    self._protocol.send_text(message.encode())
+                if self._protocol.extensions:
+                    if message.text:
+                        self._protocol.send_text(message.payload)
+                    else:
+                        self._protocol.send_binary(message.payload)
+                    chunks = self._protocol.data_to_send()
                 else:
-                    self._protocol.send_binary(message)
-                self._outbox.add(self._protocol.data_to_send())
+                    # The protocol would build the same bytes for every connection.
+                    chunks = [message.frame]
+                direct = len(chunks) == 1 and self._outbox.claim()
+                if not direct:
+                    self._outbox.add(chunks)
                 overflowed = False
         if overflowed:
             logger.warning(
@@ -563,7 +571,13 @@ class WebSocket:
                 self._options.max_queue,
             )
             self._reactor.call_later(self._options.close_timeout, self._abort)
-        self._flush(block=False)
+        if not direct:
+            self._flush(block=False)
+            return
+        try:
+            self._outbox.write_claimed(chunks[0], block=False)
+        except OSError:
+            self._write_failed(block=False)
 
     # -- pings, keepalive, failure ------------------------------------------
 

@@ -35,14 +35,32 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from websockets.frames import Frame, Opcode
+
 from .reactor import Wait
 
-__all__ = ["NOT_YET", "Outbox", "shutdown"]
+__all__ = ["NOT_YET", "Outbox", "Outgoing", "shutdown"]
 
 # What a non-blocking socket raises for "not now, try again when ready". A TLS
 # socket raises the ssl ones, for a record only partly arrived or a write that
 # must be repeated with the same bytes (the outbox keeps them, in order).
 NOT_YET = (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
+
+
+class Outgoing:
+    """A message on its way to many connections: encoded and framed once.
+
+    A connection that negotiated no extension sends :attr:`frame` as it is;
+    one that compresses frames :attr:`payload` with its own compressor.
+    """
+
+    __slots__ = ("frame", "payload", "text")
+
+    def __init__(self, message: str | bytes) -> None:
+        self.text = isinstance(message, str)
+        self.payload = message.encode() if isinstance(message, str) else bytes(message)
+        opcode = Opcode.TEXT if self.text else Opcode.BINARY
+        self.frame = Frame(opcode, self.payload).serialize(mask=False)
 
 
 class Outbox:
@@ -122,8 +140,12 @@ class Outbox:
         if self.stalled:
             self._write_out(block=False)  # The stalled writer left us the write lock.
 
-    def write_claimed(self, frame: bytes) -> None:
-        """Write ``frame`` after :meth:`claim`, then anything queued meanwhile."""
+    def write_claimed(self, frame: bytes, block: bool) -> None:
+        """Write ``frame`` after :meth:`claim`, then anything queued meanwhile.
+
+        With ``block=False``, what the socket does not take now is left to the
+        reactor, as :meth:`flush` does.
+        """
         try:
             sent = self._sock.send(frame)
         except NOT_YET:
@@ -135,7 +157,7 @@ class Outbox:
             with self._lock:  # The rest goes first, before what others queued.
                 self._chunks.insert(0, frame[sent:])
                 self._front_partial = sent > 0
-        self._write_out(block=True)
+        self._write_out(block)
 
     def drain(self, timeout: float) -> None:
         """Wait up to ``timeout`` seconds for the writer, then write everything queued."""
@@ -157,9 +179,10 @@ class Outbox:
                     self._write_lock.release()
                     return
                 chunks, self._chunks = self._chunks, []
-                self._front_partial = False  # A partial frame is in chunks now.
+                # What others queue while this writes starts with whole frames.
+                partial, self._front_partial = self._front_partial, False
             try:
-                rest = self._write_chunks(chunks, block)
+                rest, partial = self._write_chunks(chunks, partial, block)
             except OSError:
                 with self._lock:
                     self._chunks.clear()
@@ -171,28 +194,37 @@ class Outbox:
             if rest:
                 with self._lock:
                     self._chunks[:0] = rest
+                    self._front_partial = partial
                     if not self.stalled:
                         self.stalled = True
                         self._on_stall_change()
                 return
 
-    def _write_chunks(self, chunks: list[bytes], block: bool) -> list[bytes]:
-        """Write chunks in order; return what could not be written without blocking."""
+    def _write_chunks(
+        self, chunks: list[bytes], partial: bool, block: bool
+    ) -> tuple[list[bytes], bool]:
+        """Write chunks in order; return what could not be written without blocking.
+
+        ``partial`` tells whether the first chunk is the rest of a frame already
+        partly on the wire; so does the returned flag, for the returned chunks.
+        """
         start = 0
         for index, chunk in enumerate(chunks):
             if chunk:
                 continue
             # The protocol's end-of-stream marker: write what comes before it, then shut down.
-            rest = self._send_run(chunks[start:index], block)
+            rest, rest_partial = self._send_run(chunks[start:index], partial and start == 0, block)
             if rest:
-                return [*rest, *chunks[index:]]
+                return [*rest, *chunks[index:]], rest_partial
             shutdown(self._sock, socket.SHUT_WR)
             start = index + 1
-        return self._send_run(chunks[start:], block)
+        return self._send_run(chunks[start:], partial and start == 0, block)
 
-    def _send_run(self, chunks: list[bytes], block: bool) -> list[bytes]:
+    def _send_run(
+        self, chunks: list[bytes], partial: bool, block: bool
+    ) -> tuple[list[bytes], bool]:
         if not chunks:
-            return []
+            return [], False
         data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
         sent = _send_all(self._sock, data, None)
         if sent < len(data) and block:
@@ -204,12 +236,11 @@ class Outbox:
             finally:
                 self._socket_full = False
         if sent == len(data):
-            return []
+            return [], False
         # Find the frame the write stopped in.
         for index, chunk in enumerate(chunks):
             if sent < len(chunk):
-                self._front_partial = sent > 0
-                return [chunk[sent:], *chunks[index + 1 :]]
+                return [chunk[sent:], *chunks[index + 1 :]], sent > 0 or (partial and index == 0)
             sent -= len(chunk)
         raise AssertionError("unreachable")
 

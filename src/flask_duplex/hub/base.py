@@ -8,6 +8,8 @@ import threading
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
+from ..outbox import Outgoing
+
 if TYPE_CHECKING:
     from ..connection import WebSocket
 
@@ -92,16 +94,17 @@ class Hub(abc.ABC):
             else:
                 targets = list(self._rooms.get(to, ()))
         skip = set(exclude)
+        outgoing = Outgoing(message)
         for ws in targets:
             if ws.id not in skip:
-                ws._send_nowait(message)
+                ws._send_nowait(outgoing)
 
     def deliver_to(self, connection_id: str, message: Message) -> bool:
         with self._lock:
             ws = self._connections.get(connection_id)
         if ws is None:
             return False
-        ws._send_nowait(message)
+        ws._send_nowait(Outgoing(message))
         return True
 
     def local_connections(self) -> set[WebSocket]:

@@ -327,13 +327,7 @@ class WebSocket:
             direct = len(chunks) == 1 and self._outbox.claim()
             if not direct:
                 self._outbox.add(chunks)
-        if not direct:
-            self._flush(block=True)
-            return
-        try:
-            self._outbox.write_claimed(chunks[0], block=True)
-        except OSError:
-            self._write_failed(block=True)
+        self._write(chunks, direct, block=True)
 
     def send_json(self, obj: Any) -> None:
         """Send ``obj`` encoded as JSON, in a text frame."""
@@ -527,6 +521,16 @@ class WebSocket:
         except OSError:
             self._write_failed(block)
 
+    def _write(self, chunks: list[bytes], direct: bool, block: bool) -> None:
+        """Write after queueing ``chunks``, or after claiming the outbox for them (``direct``)."""
+        if not direct:
+            self._flush(block)
+            return
+        try:
+            self._outbox.write_claimed(chunks[0], block)
+        except OSError:
+            self._write_failed(block)
+
     def _write_failed(self, block: bool) -> None:
         self._abort()
         if block:
@@ -548,7 +552,7 @@ class WebSocket:
                 # Wake a handler blocked reading this socket: nothing more is read.
                 shutdown(self._sock, socket.SHUT_RD)
                 overflowed = True
-                direct = False
+                chunks, direct = [], False  # The close frame is queued.
             else:
                 if self._protocol.extensions:
                     if message.text:
@@ -571,13 +575,7 @@ class WebSocket:
                 self._options.max_queue,
             )
             self._reactor.call_later(self._options.close_timeout, self._abort)
-        if not direct:
-            self._flush(block=False)
-            return
-        try:
-            self._outbox.write_claimed(chunks[0], block=False)
-        except OSError:
-            self._write_failed(block=False)
+        self._write(chunks, direct, block=False)
 
     # -- pings, keepalive, failure ------------------------------------------
 

@@ -51,6 +51,7 @@ each other, and rerun them on your own hardware before you size a deployment by 
 ```sh
 make bench        # about 5 minutes; rewrites this page and bench/results/
 make bench-smoke  # each contender starts, echoes 32 B and 64 KiB once, and stops
+.venv-bench/bin/python -m bench.floor  # a held plain request's cost, beside a WebSocket's
 .venv-bench/bin/python -m bench --duration 5 --only flask-duplex-werkzeug --only flask-sock-werkzeug
 ```
 

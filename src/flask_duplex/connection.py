@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import codecs
 import collections
+import contextlib
 import json
 import logging
 import os
@@ -630,9 +631,10 @@ class WebSocket:
     def _finish(self) -> None:
         """The handler is done: stop all background work and hand the socket back.
 
-        Every byte queued (a close frame, typically) is on the wire and the write
-        side is shut down before this returns, because the server writes its own
-        response to the socket right after.
+        Every byte queued (a close frame, typically) is on the wire, or the peer
+        did not take it within ``close_timeout`` and the connection is dropped;
+        either way the write side is shut down before this returns, because the
+        server writes its own response to the socket right after.
         """
         if self._keepalive is not None:
             self._keepalive.cancel()
@@ -640,16 +642,25 @@ class WebSocket:
             self._finished = True
             self._input_done = True
             self._update_watch()
-            stalled = self._outbox.stalled
-        if stalled:
-            # The peer stopped reading: give up on what waits for it. The
-            # reactor's pending write now fails at once and lets go of the lock.
-            shutdown(self._sock, socket.SHUT_RDWR)
+        # What is queued (a close frame, typically) gets close_timeout to go
+        # out, even to a peer that reads slowly.
         try:
-            self._outbox.drain(self._options.close_timeout)
+            drained = self._outbox.drain(self._options.close_timeout)
         except OSError:
             self._abort()  # The peer is gone; there is nothing left to say.
-        shutdown(self._sock, socket.SHUT_WR)
+            drained = True
+        if not drained:
+            # The peer stopped reading: drop it. A write waiting on its socket
+            # now fails at once and lets go of the outbox.
+            shutdown(self._sock, socket.SHUT_RDWR)
+            with contextlib.suppress(OSError):
+                self._outbox.drain(self._options.close_timeout)
+        # The server writes its own response next, and that write must fail
+        # the way every server takes for a client that left: a broken pipe.
+        # A TLS socket's own shutdown() also drops its TLS layer, so the write
+        # fails as a plain one instead of as a TLS error, which servers log.
+        with contextlib.suppress(OSError):
+            self._sock.shutdown(socket.SHUT_WR)
         try:
             self._sock.settimeout(self._sock_timeout)
         except OSError:

@@ -32,6 +32,7 @@ from __future__ import annotations
 import socket
 import ssl
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -159,10 +160,20 @@ class Outbox:
                 self._front_partial = sent > 0
         self._write_out(block)
 
-    def drain(self, timeout: float) -> None:
-        """Wait up to ``timeout`` seconds for the writer, then write everything queued."""
-        if self._write_lock.acquire(timeout=timeout):
-            self._write_out(block=True)
+    def drain(self, timeout: float) -> bool:
+        """Write everything queued within ``timeout`` seconds; False if time ran out.
+
+        Never waits on the socket itself: a write that fills it is left to the
+        reactor, as with ``flush(block=False)``, and this waits for the
+        reactor to finish.
+        """
+        deadline = time.monotonic() + timeout
+        while self._write_lock.acquire(timeout=max(0.0, deadline - time.monotonic())):
+            self._write_out(block=False)
+            with self._lock:
+                if not self._chunks and not self.stalled:
+                    return True
+        return False
 
     def _write_out(self, block: bool) -> None:
         """Write the outbox, holding the write lock; release it when the outbox is empty.
@@ -251,11 +262,16 @@ def _send_all(sock: socket.socket, data: bytes | memoryview, wait: Wait | None) 
     total = 0
     while total < len(data):
         try:
-            total += sock.send(view[total:])
+            sent = sock.send(view[total:])
         except NOT_YET:
-            if wait is None:
-                return total
-            wait(sock, True, None)
+            sent = 0
+        if sent:
+            total += sent
+            continue
+        # Nothing went. gevent's TLS sockets say so by returning 0 instead of raising.
+        if wait is None:
+            return total
+        wait(sock, True, None)
     return total
 
 

@@ -114,6 +114,25 @@ def test_close_started_by_client_over_tls_is_clean(
         client.close()
 
 
+def test_connections_over_tls_end_without_server_errors(
+    server: Server, client_tls: ssl.SSLContext
+) -> None:
+    """The server's own end of each request (its status line after the close) logs no error."""
+    for path in ("/echo", "/close/4001"):
+        with connect(wss(server, path), ssl=client_tls) as ws:
+            if path == "/echo":
+                ws.send("hi")
+                assert ws.recv(timeout=5) == "hi"
+            else:
+                with pytest.raises(ClientClosed):
+                    ws.recv(timeout=5)
+    time.sleep(0.5)
+    log = server.log()
+    assert "Error on request" not in log  # Werkzeug
+    assert "'REMOTE_ADDR'" not in log  # gevent names the request's environ when it fails
+    assert "[ERROR]" not in log  # gunicorn
+
+
 def test_handler_failure_over_tls_reaches_the_client_as_1011(
     server: Server, client_tls: ssl.SSLContext
 ) -> None:

@@ -323,12 +323,8 @@ class WebSocket:
             else:
                 self._protocol.send_binary(data)
             chunks = self._protocol.data_to_send()
-            # Fast path: one frame, nothing queued and nobody writing, so write
-            # it ourselves in one send(), without a trip through the outbox.
-            direct = len(chunks) == 1 and self._outbox.claim()
-            if not direct:
-                self._outbox.add(chunks)
-        self._write(chunks, direct, block=True)
+            claimed = self._outbox.offer(chunks)
+        self._write(chunks, claimed, block=True)
 
     def send_json(self, obj: Any) -> None:
         """Send ``obj`` encoded as JSON, in a text frame."""
@@ -522,9 +518,9 @@ class WebSocket:
         except OSError:
             self._write_failed(block)
 
-    def _write(self, chunks: list[bytes], direct: bool, block: bool) -> None:
-        """Write after queueing ``chunks``, or after claiming the outbox for them (``direct``)."""
-        if not direct:
+    def _write(self, chunks: list[bytes], claimed: bool, block: bool) -> None:
+        """Write after :meth:`Outbox.offer`: the claimed frame, or what is queued."""
+        if not claimed:
             self._flush(block)
             return
         try:
@@ -553,7 +549,7 @@ class WebSocket:
                 # Wake a handler blocked reading this socket: nothing more is read.
                 shutdown(self._sock, socket.SHUT_RD)
                 overflowed = True
-                chunks, direct = [], False  # The close frame is queued.
+                chunks, claimed = [], False  # The close frame is queued.
             else:
                 if self._protocol.extensions:
                     if message.text:
@@ -564,9 +560,7 @@ class WebSocket:
                 else:
                     # The protocol would build the same bytes for every connection.
                     chunks = [message.frame]
-                direct = len(chunks) == 1 and self._outbox.claim()
-                if not direct:
-                    self._outbox.add(chunks)
+                claimed = self._outbox.offer(chunks)
                 overflowed = False
         if overflowed:
             logger.warning(
@@ -576,7 +570,7 @@ class WebSocket:
                 self._options.max_queue,
             )
             self._reactor.call_later(self._options.close_timeout, self._abort)
-        self._write(chunks, direct, block=False)
+        self._write(chunks, claimed, block=False)
 
     # -- pings, keepalive, failure ------------------------------------------
 

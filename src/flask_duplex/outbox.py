@@ -112,12 +112,16 @@ class Outbox:
         """Queue the protocol's output (lock held). ``b""`` marks the end of the stream."""
         self._chunks += chunks
 
-    def claim(self) -> bool:
-        """Take the write lock if nothing is queued and nobody writes (lock held).
+    def offer(self, chunks: list[bytes]) -> bool:
+        """Queue ``chunks``, or claim the writer for them (lock held); True if claimed.
 
-        The caller then writes one frame with :meth:`write_claimed`.
+        A lone frame, with nothing queued and nobody writing, is not queued:
+        the caller writes it itself with :meth:`write_claimed`, in one send().
         """
-        return not self._chunks and self._write_lock.acquire(blocking=False)
+        if len(chunks) == 1 and not self._chunks and self._write_lock.acquire(blocking=False):
+            return True
+        self._chunks += chunks
+        return False
 
     def overflowing(self, limit: int) -> bool:
         """Whether ``limit`` chunks wait behind a full socket (lock held)."""
@@ -142,7 +146,7 @@ class Outbox:
             self._write_out(block=False)  # The stalled writer left us the write lock.
 
     def write_claimed(self, frame: bytes, block: bool) -> None:
-        """Write ``frame`` after :meth:`claim`, then anything queued meanwhile.
+        """Write ``frame`` after :meth:`offer` claimed it, then anything queued meanwhile.
 
         With ``block=False``, what the socket does not take now is left to the
         reactor, as :meth:`flush` does.
@@ -278,7 +282,7 @@ def _send_all(sock: socket.socket, data: bytes | memoryview, wait: Wait | None) 
 def shutdown(sock: socket.socket, how: int) -> None:
     """Shut down the TCP connection under ``sock``, TLS or not; ignore a dead socket."""
     try:
-        if isinstance(sock, ssl.SSLSocket) or hasattr(sock, "pending"):
+        if hasattr(sock, "pending"):  # ssl's, gevent's and eventlet's TLS sockets
             # A TLS socket's own shutdown() also drops its TLS state, and any
             # later read or write would then carry plain bytes. Shut the TCP
             # connection down under it instead.

@@ -87,26 +87,19 @@ def _version(package: str) -> str | None:
         return None
 
 
+def _git(*args: str) -> str:
+    """The output of a git command run in the checkout, stripped."""
+    root = Path(__file__).resolve().parents[1]
+    return subprocess.run(
+        ["git", *args], cwd=root, capture_output=True, text=True, check=True, timeout=10
+    ).stdout.strip()
+
+
 def _source_commit() -> str | None:
     """The commit the measured Flask-Duplex was checked out at, marked if src/ had changes."""
-    root = Path(__file__).resolve().parents[1]
     try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            cwd=root,
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=10,
-        ).stdout.strip()
-        changes = subprocess.run(
-            ["git", "status", "--porcelain", "--", "src"],
-            cwd=root,
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=10,
-        ).stdout.strip()
+        commit = _git("rev-parse", "--short", "HEAD")
+        changes = _git("status", "--porcelain", "--", "src")
     except (OSError, subprocess.SubprocessError):
         return None  # not a git checkout, or no git
     return f"{commit} with uncommitted changes in src/" if changes else commit

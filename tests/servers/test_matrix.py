@@ -19,7 +19,13 @@ import pytest
 from websockets.frames import Opcode
 from websockets.sync.client import connect
 
-from tests.support.raw import RawClient, close_frame, parse_frames
+from tests.support.raw import (
+    RawClient,
+    client_close_exchange,
+    close_frame,
+    parse_frames,
+    server_close_exchange,
+)
 from tests.support.serve import SERVERS
 from tests.support.servers import Server, running
 
@@ -50,33 +56,16 @@ def test_handshake_and_echo_text_and_binary(server: Server) -> None:
 
 def test_close_started_by_server_is_clean_and_fast(server: Server) -> None:
     """Server closes: one close frame, then TCP closes, nothing in between."""
-    client = RawClient(server.port, "/close/4001?reason=bye")
-    try:
-        assert client.status == 101
-        frame = client.read_frame()
-        assert frame.opcode is Opcode.CLOSE
-        assert frame.data == struct.pack("!H", 4001) + b"bye"
-        started = time.monotonic()
-        client.send_close(4001, "bye")
-        rest = client.read_until_eof(timeout=3)
-        elapsed = time.monotonic() - started
-    finally:
-        client.close()
+    frame, rest, elapsed = server_close_exchange(server.port, "/close/4001?reason=bye")
+    assert frame.opcode is Opcode.CLOSE
+    assert frame.data == struct.pack("!H", 4001) + b"bye"
     assert rest == b""
     assert elapsed < 0.5
 
 
 def test_close_started_by_client_is_clean_and_fast(server: Server) -> None:
     """Client closes: the server echoes the close frame, sends nothing more, closes TCP."""
-    client = RawClient(server.port, "/echo")
-    try:
-        assert client.status == 101
-        started = time.monotonic()
-        client.send_close(1000, "done")
-        rest = client.read_until_eof(timeout=3)
-        elapsed = time.monotonic() - started
-    finally:
-        client.close()
+    rest, elapsed = client_close_exchange(server.port, "/echo")
     assert rest == close_frame(1000, "done")
     assert elapsed < 0.5
 

@@ -21,7 +21,7 @@ from websockets.exceptions import ConnectionClosed as ClientClosed
 from websockets.frames import Opcode
 from websockets.sync.client import connect
 
-from tests.support.raw import RawClient, close_frame
+from tests.support.raw import client_close_exchange, close_frame, server_close_exchange
 from tests.support.servers import Server, running
 
 TLS_SERVERS = ("werkzeug", "gunicorn-gthread", "gunicorn-gevent", "gevent", "eventlet")
@@ -85,18 +85,11 @@ def test_close_started_by_server_over_tls_is_clean(
     server: Server, client_tls: ssl.SSLContext
 ) -> None:
     """The server's close frame arrives through TLS, then the connection ends."""
-    client = RawClient(server.port, "/close/4001?reason=bye", tls=client_tls)
-    try:
-        assert client.status == 101
-        frame = client.read_frame()
-        assert frame.opcode is Opcode.CLOSE
-        assert frame.data == struct.pack("!H", 4001) + b"bye"
-        started = time.monotonic()
-        client.send_close(4001, "bye")
-        rest = client.read_until_eof(timeout=3)
-        elapsed = time.monotonic() - started
-    finally:
-        client.close()
+    frame, rest, elapsed = server_close_exchange(
+        server.port, "/close/4001?reason=bye", tls=client_tls
+    )
+    assert frame.opcode is Opcode.CLOSE
+    assert frame.data == struct.pack("!H", 4001) + b"bye"
     assert rest == b""
     assert elapsed < 0.5
 
@@ -105,13 +98,8 @@ def test_close_started_by_client_over_tls_is_clean(
     server: Server, client_tls: ssl.SSLContext
 ) -> None:
     """The client's close is echoed through TLS, and nothing follows it."""
-    client = RawClient(server.port, "/echo", tls=client_tls)
-    try:
-        assert client.status == 101
-        client.send_close(1000, "done")
-        assert client.read_until_eof(timeout=3) == close_frame(1000, "done")
-    finally:
-        client.close()
+    rest, _ = client_close_exchange(server.port, "/echo", tls=client_tls)
+    assert rest == close_frame(1000, "done")
 
 
 def test_connections_over_tls_end_without_server_errors(

@@ -103,6 +103,48 @@ class RawClient:
         self.sock.close()
 
 
+def server_close_exchange(
+    port: int, path: str, tls: ssl.SSLContext | None = None
+) -> tuple[Frame, bytes, float]:
+    """Open ``path``, whose handler closes; answer its close frame with the same code.
+
+    Returns the server's first frame, what came after our answer until the
+    server closed TCP, and how long that took.
+    """
+    client = RawClient(port, path, tls=tls)
+    try:
+        assert client.status == 101
+        frame = client.read_frame()
+        started = time.monotonic()
+        if frame.opcode is Opcode.CLOSE:
+            close = Close.parse(bytes(frame.data))
+            client.send_close(close.code, close.reason)
+        else:
+            client.send_close()
+        rest = client.read_until_eof(timeout=3)
+        return frame, rest, time.monotonic() - started
+    finally:
+        client.close()
+
+
+def client_close_exchange(
+    port: int, path: str, tls: ssl.SSLContext | None = None
+) -> tuple[bytes, float]:
+    """Open ``path`` and close at once with 1000 "done".
+
+    Returns what the server sent until it closed TCP, and how long that took.
+    """
+    client = RawClient(port, path, tls=tls)
+    try:
+        assert client.status == 101
+        started = time.monotonic()
+        client.send_close(1000, "done")
+        rest = client.read_until_eof(timeout=3)
+        return rest, time.monotonic() - started
+    finally:
+        client.close()
+
+
 def parse_frames(data: bytes, limit: int | None = None) -> list[tuple[Frame, int]]:
     """Parse the complete server frames at the start of ``data``, with their end offsets."""
     reader = StreamReader()

@@ -65,6 +65,13 @@ def test_handler_runs_in_request_context(werkzeug_server: Server) -> None:
     assert len(info["id"]) == 32
 
 
+def test_handler_may_set_its_own_attributes(werkzeug_server: Server) -> None:
+    """A handler can keep its own state on ``ws`` (``ws.nickname = ...``)."""
+    with connect(f"{werkzeug_server.url}/nickname") as ws:
+        ws.send("ada")
+        assert ws.recv(timeout=5) == "hello ada"
+
+
 def test_each_connection_has_its_own_id(werkzeug_server: Server) -> None:
     """ws.id differs between connections."""
     ids = set()

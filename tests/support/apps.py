@@ -107,6 +107,13 @@ def info(ws: WebSocket) -> None:
     ws.receive()
 
 
+@duplex.route("/nickname")
+def nickname(ws: WebSocket) -> None:
+    ws.nickname = ws.receive()  # type: ignore[attr-defined]  # the handler's own attribute
+    ws.send(f"hello {ws.nickname}")  # type: ignore[attr-defined]
+    ws.receive()
+
+
 @duplex.route("/proto", subprotocols=["chat.v2", "chat.v1"])
 def proto(ws: WebSocket) -> None:
     ws.send(str(ws.subprotocol))

@@ -93,7 +93,8 @@ class Reactor:
         self.wait: Wait = _gevent_wait if self._selector.__module__.startswith("gevent") else _wait
         self._rearm: collections.deque[Callable[[], None]] = collections.deque()
         self._next_rearm = 0.0
-        self._waiting_forever = False
+        # The loop's wait will not end in time for a rearm: rearm_soon() must wake it.
+        self._waiting_long = False
         self._thread = threading.Thread(target=self._run, name="flask-duplex-reactor", daemon=True)
         self._thread.start()
 
@@ -125,7 +126,7 @@ class Reactor:
         """
         with self._lock:
             self._rearm.append(callback)
-            wake, self._waiting_forever = self._waiting_forever, False
+            wake, self._waiting_long = self._waiting_long, False
         if wake:
             self._wake()
 
@@ -152,7 +153,8 @@ class Reactor:
                 if self._timers:
                     until_timer = max(0.0, self._timers[0][0] - time.monotonic())
                     timeout = until_timer if timeout is None else min(timeout, until_timer)
-                self._waiting_forever = timeout is None
+                # A timer due in 15 s is as long a wait as none for a rearm.
+                self._waiting_long = timeout is None or timeout > REARM_DELAY
             for key, mask in self._selector.select(timeout):
                 if key.data is None:
                     self._drain_wakeups()

@@ -102,6 +102,14 @@ def test_pings_and_close_answered_while_the_handler_sleeps(server: Server) -> No
     server.wait_for_log("sleep-route: closed 1000")
 
 
+def test_pings_answered_while_the_handler_is_busy_after_a_receive(server: Server) -> None:
+    """After receive() returns, the server reads again at once: a ping then gets its pong."""
+    with connect(f"{server.url}/receive-then-sleep?seconds=3") as ws:
+        ws.send("go")
+        time.sleep(0.2)  # receive() has returned; the handler sleeps.
+        assert ws.ping().wait(1)
+
+
 def test_access_log_shows_101(server: Server) -> None:
     """The server's access log records the upgrade with status 101."""
     if server.name not in LOGGING:

@@ -64,6 +64,13 @@ def sleep_then_report(ws: WebSocket) -> None:
         print(f"sleep-route: closed {exc.code}", flush=True)
 
 
+@duplex.route("/receive-then-sleep")
+def receive_then_sleep(ws: WebSocket) -> None:
+    # Reads one message itself, then is busy: reading goes back to the reactor.
+    ws.receive()
+    time.sleep(float(request.args.get("seconds", "3")))
+
+
 @duplex.route("/receive-timeout")
 def receive_timeout(ws: WebSocket) -> None:
     started = time.monotonic()

@@ -69,6 +69,7 @@ from .keepalive import Keepalive
 from .options import Options
 from .outbox import NOT_YET, Outbox, Outgoing, shutdown
 from .reactor import EVENT_READ, EVENT_WRITE, Reactor
+from .tls import guard
 
 __all__ = ["WebSocket"]
 
@@ -157,6 +158,7 @@ class WebSocket:
         self.environ = environ
         self.subprotocol: str | None = protocol.subprotocol
         self._protocol = protocol
+        sock = guard(sock)  # A TLS socket: one TLS call at a time (see tls.py).
         self._sock = sock
         self._options = options
         self._reactor = reactor

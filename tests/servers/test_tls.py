@@ -9,8 +9,10 @@ record that arrived in part, a write that must be repeated).
 from __future__ import annotations
 
 import random
+import socket
 import ssl
 import struct
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -79,6 +81,33 @@ def test_slow_reader_over_tls_gets_every_echo(server: Server, client_tls: ssl.SS
         time.sleep(1.0)  # The server's writes now wait on a full socket.
         for message in messages:
             assert ws.recv(timeout=10) == message
+
+
+def test_reads_and_writes_overlap_over_tls(server: Server, client_tls: ssl.SSLContext) -> None:
+    """A server thread streams while the handler receives a stream: all arrive, in order."""
+    count, size = 20, 900_000
+    # A small receive buffer and a slow reader here make the server's writes
+    # wait again and again while it reads.
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8192)
+    sock.connect(("127.0.0.1", server.port))
+    url = wss(server, f"/send-while-receiving?count={count}&size={size}")
+    with connect(url, sock=sock, ssl=client_tls) as ws:
+
+        def send_all() -> None:
+            for index in range(count):
+                ws.send(f"{index}:" + "y" * size)
+            ws.send("end")
+
+        sender = threading.Thread(target=send_all)
+        sender.start()
+        try:
+            for index in range(count):
+                assert ws.recv(timeout=10) == f"{index}:" + "x" * size
+                time.sleep(0.02)
+            assert ws.recv(timeout=10) == f"received {count}"
+        finally:
+            sender.join(timeout=10)
 
 
 def test_close_started_by_server_over_tls_is_clean(

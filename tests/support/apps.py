@@ -151,6 +151,27 @@ def concurrent_senders(ws: WebSocket) -> None:
     ws.receive()
 
 
+@duplex.route("/send-while-receiving")
+def send_while_receiving(ws: WebSocket) -> None:
+    # A thread sends while the handler receives: reads and writes of one socket overlap.
+    count = int(request.args.get("count", "200"))
+    size = int(request.args.get("size", "16384"))
+
+    def stream() -> None:
+        for index in range(count):
+            ws.send(f"{index}:" + "x" * size)
+
+    sender = threading.Thread(target=stream)
+    sender.start()
+    received = 0
+    for message in ws:
+        if message == "end":
+            break
+        received += 1
+    sender.join()
+    ws.send(f"received {received}")
+
+
 @duplex.route("/bad-send")
 def bad_send(ws: WebSocket) -> None:
     try:

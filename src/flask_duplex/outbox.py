@@ -39,6 +39,7 @@ from typing import Any
 from websockets.frames import Frame, Opcode
 
 from .reactor import Wait
+from .tls import is_tls
 
 __all__ = ["NOT_YET", "Outbox", "Outgoing", "shutdown"]
 
@@ -282,7 +283,7 @@ def _send_all(sock: socket.socket, data: bytes | memoryview, wait: Wait | None) 
 def shutdown(sock: socket.socket, how: int) -> None:
     """Shut down the TCP connection under ``sock``, TLS or not; ignore a dead socket."""
     try:
-        if hasattr(sock, "pending"):  # ssl's, gevent's and eventlet's TLS sockets
+        if is_tls(sock):
             # A TLS socket's own shutdown() also drops its TLS state, and any
             # later read or write would then carry plain bytes. Shut the TCP
             # connection down under it instead.

@@ -22,13 +22,14 @@ import socket
 import threading
 from typing import Any, cast
 
-__all__ = ["LockedTLSSocket", "guard"]
+__all__ = ["LockedTLSSocket", "guard", "is_tls"]
 
 
 class LockedTLSSocket:
     """A TLS socket whose reads, writes and shutdowns never overlap.
 
-    Everything else (``fileno()``, options, timeouts) is the wrapped socket's.
+    Everything else (``fileno()``, ``pending()``, options, timeouts) is the
+    wrapped socket's.
     """
 
     __slots__ = ("_lock", "_sock")
@@ -47,10 +48,6 @@ class LockedTLSSocket:
         with self._lock:
             return self._sock.send(data)
 
-    def pending(self) -> int:
-        with self._lock:
-            return cast("int", self._sock.pending())  # type: ignore[attr-defined]
-
     def shutdown(self, how: int) -> None:
         with self._lock:
             self._sock.shutdown(how)
@@ -62,8 +59,13 @@ class LockedTLSSocket:
         return f"<LockedTLSSocket {self._sock!r}>"
 
 
+def is_tls(sock: socket.socket) -> bool:
+    """Whether ``sock`` is a TLS socket: ssl's, gevent's or eventlet's, wrapped or not."""
+    return hasattr(sock, "pending")
+
+
 def guard(sock: socket.socket) -> socket.socket:
     """``sock`` wrapped in a :class:`LockedTLSSocket` if it is a TLS socket, else itself."""
-    if hasattr(sock, "pending"):  # ssl's, gevent's and eventlet's TLS sockets
+    if is_tls(sock):
         return cast("socket.socket", LockedTLSSocket(sock))
     return sock

@@ -46,6 +46,12 @@ def bye(ws: WebSocket) -> None:
 
 @duplex.route("/hang")
 def hang(ws: WebSocket) -> None:
+    ws.accept()
+    time.sleep(3)
+
+
+@duplex.route("/never-accepts")
+def never_accepts(ws: WebSocket) -> None:
     time.sleep(3)
 
 
@@ -184,6 +190,14 @@ def test_hanging_handler_does_not_hang_the_test(app: Flask) -> None:
     with pytest.raises(TimeoutError, match="did not return"):  # noqa: SIM117
         with duplex.test_client(timeout=0.5).connect("/hang"):
             pass
+    assert time.monotonic() - started < 2.5
+
+
+def test_handler_that_never_uses_the_connection_times_out_the_handshake(app: Flask) -> None:
+    """No 101 goes out until the handler uses the connection: the test says so."""
+    started = time.monotonic()
+    with pytest.raises(TimeoutError, match="did not accept"):
+        duplex.test_client(timeout=0.5).connect("/never-accepts")
     assert time.monotonic() - started < 2.5
 
 

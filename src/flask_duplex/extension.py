@@ -4,24 +4,19 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import logging
-import sys
 import threading
+import time
 import weakref
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from flask import Blueprint, Flask, Response, current_app, has_app_context, request
-from flask.signals import got_request_exception
+from flask import Blueprint, Flask, current_app, has_app_context
 
-from . import servers
-from .connection import WebSocket
-from .errors import ConnectionClosed, UnsupportedServer
-from .handshake import Rejected, negotiate
+from . import shutdown
+from .connection import WebSocket, check_close
 from .hub import Hub, create_hub, encode_message
 from .options import CONFIG_PREFIX, Options, check_names
-from .reactor import get_reactor
-from .servers.testing import ERROR_KEY
+from .serving import Hook, serve
 
 if TYPE_CHECKING:
     from flask.testing import FlaskClient
@@ -30,18 +25,18 @@ if TYPE_CHECKING:
 
 __all__ = ["Duplex", "DuplexState"]
 
-logger = logging.getLogger("flask_duplex")
-
 Handler = Callable[..., Any]
 F = TypeVar("F", bound=Handler)
-H = TypeVar("H", bound=Callable[[WebSocket], Any])
+H = TypeVar("H", bound=Hook)
 Exclude = WebSocket | str | Iterable[WebSocket | str] | None
 
 _OPTION_DEFAULTS = {field.name: field.default for field in dataclasses.fields(Options)}
 
 
-@dataclasses.dataclass
-class _Route:
+@dataclasses.dataclass(eq=False)
+class Route:
+    """A WebSocket route, as registered by :meth:`Duplex.route`."""
+
     rule: str
     handler: Handler
     endpoint: str
@@ -54,18 +49,62 @@ class DuplexState:
     Attributes:
         duplex: The :class:`Duplex` bound to the app.
         hub: The rooms, broadcast and presence backend of the app.
+        shutdown_timeout: Seconds a graceful shutdown waits for handlers.
+        draining: New connections are refused (503): the server is shutting down.
     """
 
     def __init__(self, duplex: Duplex, app: Flask, hub: Hub) -> None:
         self.duplex = duplex
         self.hub = hub
+        self.shutdown_timeout = float(app.config["DUPLEX_SHUTDOWN_TIMEOUT"])
+        self.draining = False
         self._app = weakref.ref(app)
-        self.warned_servers: set[str] = set()
+        self._config = app.config
+        self._options: dict[Route, Options] = {}
+        self._warned_servers: set[str] = set()
+        self._open = 0  # accepted connections whose handler has not finished
+        self._idle = threading.Condition()
 
     @property
-    def connections(self) -> set[WebSocket]:
+    def local_connections(self) -> set[WebSocket]:
         """The app's open WebSocket connections in this process."""
-        return self.hub.local_connections()
+        return {member for member in self.hub.local_members() if isinstance(member, WebSocket)}
+
+    def options_for(self, route: Route) -> Options:
+        """The options of ``route`` on this app, read from the config once."""
+        options = self._options.get(route)
+        if options is None:
+            options = self._options[route] = Options.from_config(self._config, route.options)
+        return options
+
+    def warn_server_once(self, software: str) -> bool:
+        """True the first time ``software`` is met (so that it is logged once)."""
+        if software in self._warned_servers:
+            return False
+        self._warned_servers.add(software)
+        return True
+
+    def connection_opened(self) -> None:
+        with self._idle:
+            self._open += 1
+
+    def connection_finished(self) -> None:
+        with self._idle:
+            self._open -= 1
+            if not self._open:
+                self._idle.notify_all()
+
+    def close_all(self, code: int = 1001, reason: str = "", timeout: float | None = None) -> int:
+        """See :meth:`Duplex.close_all`."""
+        for ws in self.local_connections:
+            ws.close_nowait(code, reason)
+        if timeout is None:
+            return self._open
+        deadline = time.monotonic() + timeout
+        with self._idle:
+            while self._open and (left := deadline - time.monotonic()) > 0:
+                self._idle.wait(left)
+            return self._open
 
     def test_client(self, http: FlaskClient | None = None, *, timeout: float = 5.0) -> TestClient:
         """A client for this app's WebSocket routes; see :meth:`Duplex.test_client`."""
@@ -99,36 +138,52 @@ class Duplex:
                 process with no app (a worker job) can still broadcast with it.
             channel: The Redis channel and key prefix; overrides ``DUPLEX_CHANNEL``.
         """
-        self._routes: list[_Route] = []
+        self._routes: list[Route] = []
         self._apps: weakref.WeakSet[Flask] = weakref.WeakSet()  # For routes added late.
         self._message_queue = message_queue
         self._channel = channel
         self._publisher: Hub | None = None  # For a process with no app.
         self._publisher_lock = threading.Lock()
-        self._connect_hooks: list[Callable[[WebSocket], Any]] = []
-        self._disconnect_hooks: list[Callable[[WebSocket], Any]] = []
+        #: Called with each connection once it is accepted, before it is used.
+        self.connect_hooks: list[Hook] = []
+        #: Called with each connection once it ended and left every room.
+        self.disconnect_hooks: list[Hook] = []
         if app is not None:
             self.init_app(app)
 
     def init_app(self, app: Flask) -> None:
         """Register the WebSocket routes and the ``DUPLEX_*`` config defaults on ``app``.
 
+        Calling it again for the same app does nothing.
+
         Raises:
             ValueError: A ``DUPLEX_*`` config value is invalid; the message names it.
+            RuntimeError: Another ``Duplex`` already serves ``app``.
         """
+        existing = app.extensions.get("duplex")
+        if existing is not None:
+            if existing.duplex is self:
+                return
+            raise RuntimeError(
+                "this app already has a Flask-Duplex extension; use that one "
+                "(app.extensions['duplex'].duplex) instead of a second Duplex"
+            )
         for name, default in _OPTION_DEFAULTS.items():
             app.config.setdefault(CONFIG_PREFIX + name.upper(), default)
         app.config.setdefault("DUPLEX_MESSAGE_QUEUE", None)
         app.config.setdefault("DUPLEX_CHANNEL", "flask-duplex")
         app.config.setdefault("DUPLEX_PRESENCE_TTL", 30.0)
+        app.config.setdefault("DUPLEX_SHUTDOWN_TIMEOUT", 5.0)
         Options.from_config(app.config)
         hub = create_hub(
             self._message_queue or app.config["DUPLEX_MESSAGE_QUEUE"],
             channel=self._channel or app.config["DUPLEX_CHANNEL"],
             presence_ttl=float(app.config["DUPLEX_PRESENCE_TTL"]),
         )
-        app.extensions["duplex"] = DuplexState(self, app, hub)
+        state = DuplexState(self, app, hub)
+        app.extensions["duplex"] = state
         self._apps.add(app)
+        shutdown.watch(state)
         for route in self._routes:
             self._add_rule(app, route)
 
@@ -170,29 +225,75 @@ class Duplex:
         return hub.members(room)
 
     def on_connect(self, hook: H) -> H:
-        """Register ``hook(ws)``, called when a connection opens, before its handler."""
-        self._connect_hooks.append(hook)
+        """Register ``hook(ws)``, called when a connection is accepted.
+
+        A connection is accepted when its handler first uses it (or calls
+        ``ws.accept()``); the hook runs then, on that thread, before the use
+        goes on. Each hook runs even if another raised; one that raises is
+        logged with the route, and the connection is closed with 1011.
+        """
+        self.connect_hooks.append(hook)
         return hook
 
     def on_disconnect(self, hook: H) -> H:
-        """Register ``hook(ws)``, called when a connection ended and left every room."""
-        self._disconnect_hooks.append(hook)
+        """Register ``hook(ws)``, called when an accepted connection ended and left every room.
+
+        Each hook runs even if another raised; one that raises is logged with the route.
+        """
+        self.disconnect_hooks.append(hook)
         return hook
+
+    def close_all(self, code: int = 1001, reason: str = "", timeout: float | None = None) -> int:
+        """Close every connection the current app has open in this process.
+
+        Each gets a close frame with ``code`` and ``reason`` at once, without
+        waiting on any client; their handlers see :class:`ConnectionClosed`
+        (a ``for`` loop over ``ws`` ends quietly on 1000 and 1001). New
+        connections are still accepted: a server shutting down refuses them
+        on its own (see docs/deployment.md).
+
+        Args:
+            code: The close code; 1001 ("going away") by default.
+            reason: The close reason (at most 123 bytes in UTF-8).
+            timeout: Seconds to wait for the handlers to return; ``None``
+                does not wait.
+
+        Returns:
+            How many connections are still open (0 when all have ended).
+
+        Raises:
+            ValueError: ``code`` or ``reason`` cannot go in a close frame.
+        """
+        check_close(code, reason)
+        return _state(self._app()).close_all(code, reason, timeout)
+
+    def _app(self) -> Flask:
+        """The app to act on: the current app, else the only app.
+
+        Raises:
+            RuntimeError: No app, or several and no app context.
+        """
+        app = self._app_or_none()
+        if app is None:
+            raise RuntimeError("this Duplex serves no app yet: call init_app(app) first")
+        return app
+
+    def _app_or_none(self) -> Flask | None:
+        if has_app_context() and current_app.extensions.get("duplex") is not None:
+            candidate: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
+            if candidate.extensions["duplex"].duplex is self:
+                return candidate
+        apps = list(self._apps)
+        if len(apps) > 1:
+            raise RuntimeError(
+                "this Duplex serves several apps; call it inside an app context "
+                "(or use app.extensions['duplex'])"
+            )
+        return apps[0] if apps else None
 
     def _hub(self) -> tuple[Hub, Callable[[Any], str]]:
         """The hub to publish with: the current app's, the only app's, or a publisher's."""
-        app: Flask | None = None
-        if has_app_context() and current_app.extensions.get("duplex") is not None:
-            candidate = current_app._get_current_object()  # type: ignore[attr-defined]
-            if candidate.extensions["duplex"].duplex is self:
-                app = candidate
-        if app is None:
-            apps = list(self._apps)
-            if len(apps) > 1:
-                raise RuntimeError(
-                    "this Duplex serves several apps; broadcast inside an app context"
-                )
-            app = apps[0] if apps else None
+        app = self._app_or_none()
         if app is not None:
             return _state(app).hub, app.json.dumps
         if self._message_queue is None:
@@ -260,7 +361,7 @@ class Duplex:
         Options.from_config({}, options)
 
         def decorator(handler: F) -> F:
-            route = _Route(rule, handler, endpoint or handler.__name__, dict(options))
+            route = Route(rule, handler, endpoint or handler.__name__, dict(options))
             if bp is not None:
                 self._add_rule(bp, route)
             else:
@@ -271,9 +372,10 @@ class Duplex:
 
         return decorator
 
-    def _add_rule(self, target: Flask | Blueprint, route: _Route) -> None:
+    def _add_rule(self, target: Flask | Blueprint, route: Route) -> None:
         def view(**view_args: Any) -> Any:
-            return self._serve(route, view_args)
+            app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
+            return serve(_state(app), route, view_args)
 
         view.__name__ = route.endpoint
         view.__doc__ = route.handler.__doc__
@@ -281,75 +383,6 @@ class Duplex:
         # The twin plain rule lets the view answer other requests with 426.
         target.add_url_rule(route.rule, route.endpoint, view, methods=["GET"], websocket=True)
         target.add_url_rule(route.rule, route.endpoint, view, methods=["GET"])
-
-    def _serve(self, route: _Route, view_args: dict[str, Any]) -> Any:
-        app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
-        environ = request.environ
-        state = _state(app)
-        adapter = servers.detect(environ)
-        if adapter is None:
-            return _unsupported_server(state, environ, _NO_SOCKET)
-        options = Options.from_config(app.config, route.options)
-        result = negotiate(environ, options, adapter.request_protocol(environ))
-        if isinstance(result, Rejected):
-            return Response(result.body, result.status, result.headers)
-
-        try:
-            handover = adapter.take_over(environ)
-        except UnsupportedServer as exc:
-            return _unsupported_server(state, environ, str(exc))
-        try:
-            handover.sock.sendall(result.response)
-        except OSError:
-            return adapter.response_after_close(environ)  # The client left already.
-        ws = WebSocket(
-            result.protocol,
-            handover.sock,
-            options=options,
-            environ=environ,
-            reactor=get_reactor(),
-            hub=state.hub,
-            prefetched=handover.prefetched,
-            json_dumps=app.json.dumps,
-            json_loads=app.json.loads,
-        )
-        del result, handover  # Not needed while the connection lives.
-        state.hub.add(ws)
-        try:
-            if _run_hooks(app, self._connect_hooks, ws):
-                _run_handler(app, route, ws, view_args)
-            else:
-                ws.close(1011)
-        finally:
-            ws._finish()
-            state.hub.remove(ws)
-            _run_hooks(app, self._disconnect_hooks, ws)
-        return adapter.response_after_close(environ)
-
-
-def _run_handler(app: Flask, route: _Route, ws: WebSocket, view_args: dict[str, Any]) -> None:
-    try:
-        route.handler(ws, **view_args)
-    except ConnectionClosed:
-        if not ws.closed:
-            _report(app)
-            ws.close(1011)
-    except Exception:
-        _report(app)
-        ws.close(1011)
-    else:
-        ws.close(1000)
-
-
-def _run_hooks(app: Flask, hooks: list[Callable[[WebSocket], Any]], ws: WebSocket) -> bool:
-    """Run connect or disconnect hooks; False if one raised (it is logged)."""
-    for hook in hooks:
-        try:
-            hook(ws)
-        except Exception:
-            _report(app)
-            return False
-    return True
 
 
 def _ids(exclude: Exclude) -> Iterable[str]:
@@ -360,14 +393,6 @@ def _ids(exclude: Exclude) -> Iterable[str]:
     return (item.id if isinstance(item, WebSocket) else str(item) for item in exclude)
 
 
-def _report(app: Flask) -> None:
-    """Hand the handler's exception to Flask's error logging and signal."""
-    exc_info = sys.exc_info()
-    request.environ[ERROR_KEY] = exc_info[1]  # For the test client to raise again.
-    got_request_exception.send(app, _async_wrapper=app.ensure_sync, exception=exc_info[1])
-    app.log_exception(exc_info)
-
-
 def _state(app: Flask) -> DuplexState:
     try:
         state: DuplexState = app.extensions["duplex"]
@@ -376,21 +401,3 @@ def _state(app: Flask) -> DuplexState:
             "this app has no Flask-Duplex state; call Duplex(app) or duplex.init_app(app)"
         ) from None
     return state
-
-
-_NO_SOCKET = "it does not hand over its sockets, so it cannot serve WebSockets"
-
-
-def _unsupported_server(state: DuplexState, environ: Any, why: str) -> Response:
-    software = str(environ.get("SERVER_SOFTWARE", "unknown"))
-    if software not in state.warned_servers:
-        state.warned_servers.add(software)
-        logger.error(
-            "flask-duplex: cannot serve WebSockets on the WSGI server %r: %s. "
-            "The supported servers are: %s",
-            software,
-            why,
-            servers.supported_names(),
-        )
-    body = f"This server ({software}) cannot serve WebSocket connections.\n"
-    return Response(body, 501, {"Content-Type": "text/plain; charset=utf-8"})

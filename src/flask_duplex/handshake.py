@@ -17,19 +17,18 @@ from __future__ import annotations
 
 import dataclasses
 import http
-from collections.abc import Generator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import quote, urlsplit
 
 from websockets.datastructures import Headers
 from websockets.extensions.permessage_deflate import enable_server_permessage_deflate
-from websockets.frames import Frame, Opcode
 from websockets.http11 import Request
-from websockets.protocol import Protocol
-from websockets.server import ServerProtocol
+from websockets.server import ServerProtocol as WebSocketsServerProtocol
 from websockets.typing import Subprotocol
 
 from .options import Options
+from .wire import ServerProtocol
 
 __all__ = ["Accepted", "Rejected", "negotiate"]
 
@@ -86,7 +85,7 @@ def negotiate(
     if environ.get("CONTENT_LENGTH", "0") not in ("", "0") or "HTTP_TRANSFER_ENCODING" in environ:
         return _reject(http.HTTPStatus.BAD_REQUEST, "A WebSocket handshake has no body.")
 
-    protocol = _ServerProtocol(
+    protocol = ServerProtocol(
         extensions=enable_server_permessage_deflate(None) if options.compression else None,
         subprotocols=[Subprotocol(name) for name in options.subprotocols] or None,
         select_subprotocol=_first_shared_subprotocol,
@@ -101,25 +100,6 @@ def negotiate(
         return Rejected(response.status_code, extra, bytes(body))
     protocol.send_response(response)
     return Accepted(protocol, b"".join(protocol.data_to_send()))
-
-
-_CLOSE = Opcode.CLOSE
-
-
-class _ServerProtocol(ServerProtocol):
-    def parse(self) -> Generator[None]:
-        # The WSGI server has read and parsed the request head; what the client
-        # sends from here on is frames. (ServerProtocol.parse would parse an
-        # HTTP request first, and keep it alive as long as the connection.)
-        yield from Protocol.parse(self)
-
-    def recv_frame(self, frame: Frame) -> None:
-        # RFC 6455 5.4 lets control frames come between the fragments of a
-        # message. A close there ends the connection cleanly and drops the
-        # unfinished message; websockets would fail the connection with 1002.
-        if frame.opcode is _CLOSE:
-            self.current_size = None
-        super().recv_frame(frame)
 
 
 def origin_allowed(origin: str, environ: Mapping[str, Any], allowed: Sequence[str]) -> bool:
@@ -144,7 +124,7 @@ _DEFAULT_PORTS = {"http": ":80", "https": ":443"}
 
 
 def _first_shared_subprotocol(
-    protocol: ServerProtocol, offered: Sequence[Subprotocol]
+    protocol: WebSocketsServerProtocol, offered: Sequence[Subprotocol]
 ) -> Subprotocol | None:
     # RFC 6455 lets the server go on without a subprotocol when none is
     # shared; the handler sees ``ws.subprotocol is None`` and decides.

@@ -34,6 +34,13 @@ class Options:
             the list accepts any origin.
         max_queue: Messages that may wait for a client that stopped reading
             before broadcasts close it with 1013.
+        max_queue_bytes: Bytes that may wait for such a client before the
+            same 1013; whichever bound comes first.
+        max_inbox: Received messages that may wait for the handler's next
+            ``receive()`` before the connection stops reading the socket (TCP
+            then slows the client down).
+        max_inbox_bytes: Bytes (characters for text) of received messages
+            that may wait likewise; whichever bound comes first.
     """
 
     max_message_size: int | None = 2**20
@@ -44,6 +51,9 @@ class Options:
     subprotocols: tuple[str, ...] = ()
     origins: tuple[str, ...] = ()
     max_queue: int = 64
+    max_queue_bytes: int = 2**20
+    max_inbox: int = 32
+    max_inbox_bytes: int = 2**20
 
     def __post_init__(self) -> None:
         size = self.max_message_size
@@ -53,8 +63,10 @@ class Options:
             value = getattr(self, name)
             if value is not None and (not _is_number(value) or value <= 0):
                 raise ValueError(f"{name} must be a positive number or None, not {value!r}")
-        if not _is_int(self.max_queue) or self.max_queue <= 0:
-            raise ValueError(f"max_queue must be a positive int, not {self.max_queue!r}")
+        for name in ("max_queue", "max_queue_bytes", "max_inbox", "max_inbox_bytes"):
+            value = getattr(self, name)
+            if not _is_int(value) or value <= 0:
+                raise ValueError(f"{name} must be a positive int, not {value!r}")
         if not _is_number(self.close_timeout) or self.close_timeout <= 0:
             raise ValueError(f"close_timeout must be a positive number, not {self.close_timeout!r}")
         if not isinstance(self.compression, bool):

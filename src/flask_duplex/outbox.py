@@ -19,6 +19,21 @@ While the socket is full (stalled, or a blocking writer waiting on it), what
 queues behind counts toward the connection's ``max_queue``: see
 :meth:`Outbox.overflowing`.
 
+Pongs
+-----
+While the socket takes what is written, every ping gets its pong. Once it is
+full (the peer is not reading), pongs no longer queue: the outbox has one
+slot for the pong to send next (:meth:`Outbox.add_pong`), and a newer ping's
+pong replaces an unsent one (RFC 6455 5.5.3 allows answering only the latest
+ping), so a peer that floods pings and never reads costs one pong. The writer
+sends it at the next frame boundary.
+
+What is dropped
+---------------
+When the socket fails, or a slow client's waiting messages are dropped for a
+1013, :attr:`Outbox.drops` goes up: a sender that saw it change while its
+message waited knows the message did not go out.
+
 Partial frames
 --------------
 A write can stop in the middle of a frame. The rest of that frame goes back to
@@ -38,7 +53,7 @@ from typing import Any
 
 from websockets.frames import Frame, Opcode
 
-from .reactor import Wait
+from .green import Wait
 from .tls import is_tls
 
 __all__ = ["NOT_YET", "Outbox", "Outgoing", "shutdown"]
@@ -82,10 +97,13 @@ class Outbox:
         "_front_partial",
         "_lock",
         "_on_stall_change",
+        "_pong",
         "_sock",
         "_socket_full",
         "_wait",
         "_write_lock",
+        "drops",
+        "size",
         "stalled",
     )
 
@@ -101,6 +119,11 @@ class Outbox:
         self._wait = wait
         self._on_stall_change = on_stall_change
         self._chunks: list[bytes] = []
+        #: Bytes queued in ``_chunks``.
+        self.size = 0
+        self._pong: bytes | None = None
+        #: How many times queued bytes were dropped (see the module's docstring).
+        self.drops = 0
         self._write_lock = threading.Lock()
         #: A non-blocking writer filled the socket and left the rest to the reactor.
         self.stalled = False
@@ -111,7 +134,9 @@ class Outbox:
 
     def add(self, chunks: list[bytes]) -> None:
         """Queue the protocol's output (lock held). ``b""`` marks the end of the stream."""
-        self._chunks += chunks
+        if chunks:
+            self._chunks += chunks
+            self.size += sum(map(len, chunks))
 
     def offer(self, chunks: list[bytes]) -> bool:
         """Queue ``chunks``, or claim the writer for them (lock held); True if claimed.
@@ -119,25 +144,47 @@ class Outbox:
         A lone frame, with nothing queued and nobody writing, is not queued:
         the caller writes it itself with :meth:`write_claimed`, in one send().
         """
-        if len(chunks) == 1 and not self._chunks and self._write_lock.acquire(blocking=False):
+        if (
+            len(chunks) == 1
+            and not self._chunks
+            and self._pong is None
+            and self._write_lock.acquire(blocking=False)
+        ):
             return True
-        self._chunks += chunks
+        self.add(chunks)
         return False
 
-    def overflowing(self, limit: int) -> bool:
-        """Whether ``limit`` chunks wait behind a full socket (lock held)."""
-        return (self.stalled or self._socket_full) and len(self._chunks) >= limit
+    def add_pong(self, frame: bytes) -> None:
+        """Queue ``frame``, a pong (lock held).
+
+        While the socket is full (the peer is not reading), the pong takes the
+        one pong slot instead, replacing any pong still waiting there.
+        """
+        if self.stalled or self._socket_full:
+            self._pong = frame
+        else:
+            self._chunks.append(frame)
+            self.size += len(frame)
+
+    def overflowing(self, max_messages: int, max_bytes: int) -> bool:
+        """Whether the socket is full and ``max_messages`` or ``max_bytes`` wait (lock held)."""
+        return (self.stalled or self._socket_full) and (
+            len(self._chunks) >= max_messages or self.size >= max_bytes
+        )
 
     def drop_waiting(self) -> None:
         """Drop what waits, except the rest of a frame already partly written (lock held)."""
         self._chunks = self._chunks[:1] if self._front_partial else []
+        self.size = len(self._chunks[0]) if self._chunks else 0
+        self._pong = None
+        self.drops += 1
 
     # -- writing ------------------------------------------------------------
 
     def flush(self, block: bool) -> None:
         """Write what is queued; with ``block=False``, never wait on the socket."""
         # An unlocked look is enough: whoever queues flushes after.
-        if self._chunks and self._write_lock.acquire(blocking=block):
+        if (self._chunks or self._pong) and self._write_lock.acquire(blocking=block):
             self._write_out(block)
         # Else the holder of the write lock writes what was queued.
 
@@ -162,6 +209,7 @@ class Outbox:
         if sent < len(frame):
             with self._lock:  # The rest goes first, before what others queued.
                 self._chunks.insert(0, frame[sent:])
+                self.size += len(frame) - sent
                 self._front_partial = sent > 0
         self._write_out(block)
 
@@ -176,7 +224,7 @@ class Outbox:
         while self._write_lock.acquire(timeout=max(0.0, deadline - time.monotonic())):
             self._write_out(block=False)
             with self._lock:
-                if not self._chunks and not self.stalled:
+                if not self._chunks and self._pong is None and not self.stalled:
                     return True
         return False
 
@@ -188,20 +236,28 @@ class Outbox:
         """
         while True:
             with self._lock:
-                if not self._chunks:
+                if not self._chunks and self._pong is None:
                     if self.stalled:
                         self.stalled = False
                         self._on_stall_change()
                     self._write_lock.release()
                     return
                 chunks, self._chunks = self._chunks, []
+                self.size = 0
                 # What others queue while this writes starts with whole frames.
                 partial, self._front_partial = self._front_partial, False
+                if self._pong is not None:
+                    # At the first frame boundary: after the rest of a partial frame.
+                    chunks.insert(1 if partial else 0, self._pong)
+                    self._pong = None
             try:
                 rest, partial = self._write_chunks(chunks, partial, block)
             except OSError:
                 with self._lock:
                     self._chunks.clear()
+                    self.size = 0
+                    self._pong = None
+                    self.drops += 1
                     if self.stalled:
                         self.stalled = False
                         self._on_stall_change()
@@ -210,6 +266,7 @@ class Outbox:
             if rest:
                 with self._lock:
                     self._chunks[:0] = rest
+                    self.size += sum(map(len, rest))
                     self._front_partial = partial
                     if not self.stalled:
                         self.stalled = True

@@ -18,17 +18,16 @@ import heapq
 import itertools
 import logging
 import os
-import select
 import selectors
 import socket
-import sys
 import threading
 import time
-from _thread import LockType
 from collections.abc import Callable
-from typing import cast
 
-__all__ = ["Reactor", "Timer", "get_reactor"]
+from . import green
+from .green import Wait
+
+__all__ = ["Reactor", "Timer", "current_reactor", "get_reactor"]
 
 logger = logging.getLogger("flask_duplex")
 
@@ -45,10 +44,6 @@ _LIVE_SELECTORS = tuple(
     for name in ("EpollSelector", "KqueueSelector", "DevpollSelector")
     if hasattr(selectors, name)
 )
-
-
-Wait = Callable[[socket.socket, bool, "float | None"], bool]
-"""``wait(sock, writing, timeout)``: block until ready; False if ``timeout`` passed first."""
 
 
 class Timer:
@@ -72,8 +67,8 @@ class Reactor:
     def __init__(self) -> None:
         self._selector = selectors.DefaultSelector()
         #: Makes a lock for a critical section that never waits and never
-        #: switches greenlets (see :func:`_short_lock_factory`).
-        self.short_lock = _short_lock_factory()
+        #: switches greenlets (see :func:`green.short_lock_factory`).
+        self.short_lock = green.short_lock_factory()
         self._lock = self.short_lock()
         self._timers: list[tuple[float, int, Timer]] = []
         self._sequence = itertools.count()
@@ -87,11 +82,11 @@ class Reactor:
         # registration made while the loop waits; the other selectors (gevent's,
         # eventlet's green select) collect their file descriptors when a wait
         # starts, so the loop is woken to notice a change.
-        self.direct_reads = isinstance(self._selector, _LIVE_SELECTORS) or type(
-            self._selector
-        ).__module__.startswith("gevent")
-        self.wait: Wait = _gevent_wait if self._selector.__module__.startswith("gevent") else _wait
+        self.direct_reads = green.handlers_read_sockets()
+        self.wait: Wait = green.wait_function()
         self._rearm: collections.deque[Callable[[], None]] = collections.deque()
+        # Callbacks from signal handlers, which may take no lock (deque.append is atomic).
+        self._from_signals: collections.deque[Callable[[], None]] = collections.deque()
         self._next_rearm = 0.0
         # The loop's wait will not end in time for a rearm: rearm_soon() must wake it.
         self._waiting_long = False
@@ -130,6 +125,11 @@ class Reactor:
         if wake:
             self._wake()
 
+    def call_soon_from_signal(self, callback: Callable[[], None]) -> None:
+        """Run ``callback`` on the reactor thread soon; takes no lock, for signal handlers."""
+        self._from_signals.append(callback)
+        self._wake()
+
     def call_later(self, delay: float, callback: Callable[[], None]) -> Timer:
         """Run ``callback`` on the reactor thread after ``delay`` seconds."""
         timer = Timer(time.monotonic() + delay, callback)
@@ -165,6 +165,12 @@ class Reactor:
                     logger.exception("flask-duplex: socket callback failed")
             self._run_due_timers()
             self._run_rearms()
+            while self._from_signals:
+                callback = self._from_signals.popleft()
+                try:
+                    callback()
+                except Exception:
+                    logger.exception("flask-duplex: callback failed")
 
     def _run_rearms(self) -> None:
         now = time.monotonic()
@@ -201,74 +207,15 @@ class Reactor:
                 logger.exception("flask-duplex: timer callback failed")
 
 
-def _wait(sock: socket.socket, writing: bool, timeout: float | None) -> bool:
-    poll = getattr(select, "poll", None)
-    if poll is not None:
-        poller = poll()
-        poller.register(sock, select.POLLOUT if writing else select.POLLIN)
-        return bool(poller.poll(None if timeout is None else timeout * 1000))
-    # eventlet's monkey-patching removes poll() and makes select() green.
-    watched = [sock]
-    ready = select.select([] if writing else watched, watched if writing else [], watched, timeout)
-    return any(ready)
-
-
-def _gevent_wait(sock: socket.socket, writing: bool, timeout: float | None) -> bool:
-    # gevent's sockets keep one watcher each for reading and writing; waiting
-    # on those costs far less than a new watcher (or gevent's poll()) per wait.
-    import gevent
-
-    watcher = getattr(sock, "_write_event" if writing else "_read_event", None)
-    hub = getattr(sock, "hub", None)
-    if watcher is None or hub is None:  # Not one of gevent's own sockets.
-        from gevent.socket import wait_read, wait_write
-
-        try:
-            (wait_write if writing else wait_read)(sock.fileno(), timeout, _TimedOut)
-        except _TimedOut:
-            return False
-        return True
-    timer = gevent.Timeout(timeout) if timeout is not None else None
-    if timer is not None:
-        timer.start()
-    try:
-        hub.wait(watcher)
-    except gevent.Timeout as exc:
-        if exc is not timer:
-            raise
-        return False
-    finally:
-        if timer is not None:
-            timer.cancel()
-    return True
-
-
-class _TimedOut(Exception):
-    pass
-
-
-def _short_lock_factory() -> Callable[[], LockType]:
-    """The lock to use around code that never waits and never yields to another greenlet.
-
-    Under gevent's or eventlet's monkey-patching, ``threading.Lock`` is a
-    cooperative lock written in Python, several times the cost of the native
-    one. A section that cannot switch greenlets never finds a native lock held
-    by another greenlet, so the native lock is safe there, and it still
-    excludes real threads.
-    """
-    gevent_monkey = sys.modules.get("gevent.monkey")
-    if gevent_monkey is not None and gevent_monkey.is_module_patched("threading"):
-        native = gevent_monkey.get_original("_thread", "allocate_lock")
-        return cast("Callable[[], LockType]", native)
-    eventlet_patcher = sys.modules.get("eventlet.patcher")
-    if eventlet_patcher is not None and eventlet_patcher.is_monkey_patched("thread"):
-        return cast("Callable[[], LockType]", eventlet_patcher.original("_thread").allocate_lock)
-    return threading.Lock
-
-
 _reactor: Reactor | None = None
 _reactor_pid = 0
 _reactor_lock = threading.Lock()
+
+
+def current_reactor() -> Reactor | None:
+    """The process's reactor, if one was started (in this process)."""
+    reactor = _reactor
+    return reactor if reactor is not None and _reactor_pid == os.getpid() else None
 
 
 def get_reactor() -> Reactor:

@@ -24,6 +24,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, NoReturn
 from urllib.parse import unquote, urlsplit
 
+from flask.signals import got_request_exception
 from websockets.exceptions import ConnectionClosed as ClientConnectionClosed
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import ClientConnection, connect
@@ -32,7 +33,7 @@ from werkzeug.test import EnvironBuilder
 
 from .connection import iterate
 from .errors import ConnectionClosed, HandshakeRejected
-from .servers.testing import ERROR_KEY, PREFETCHED_KEY, SOCKET_KEY
+from .servers.testing import PREFETCHED_KEY, SOCKET_KEY
 
 if TYPE_CHECKING:
     from flask import Flask
@@ -103,6 +104,13 @@ class TestClient:
                 user_agent_header="flask-duplex-test-client",
                 **_DIRECT_CONNECT,
             )
+        except TimeoutError:
+            client_end.close()
+            server.raise_error()
+            raise TimeoutError(
+                f"the route did not accept the connection within {self.timeout}s: the 101 "
+                "goes out when the handler first uses the connection, or calls ws.accept()"
+            ) from None
         except InvalidStatus as exc:
             server.join(self.timeout)
             server.raise_error()
@@ -268,16 +276,20 @@ class _InProcessServer(threading.Thread):
             status_headers[:] = [status, response_headers]
             return lambda data: None
 
-        body = b"".join(self.app(environ, start_response))
+        def record(sender: Any, exception: BaseException, **extra: Any) -> None:
+            # The handler's exception, for the test to raise again; only this
+            # request's (several connections of one app may run at once).
+            if threading.current_thread() is self and self.error is None:
+                self.error = exception
+
+        with got_request_exception.connected_to(record, self.app):
+            body = b"".join(self.app(environ, start_response))
         status, response_headers = status_headers
         if not status.startswith("101"):
             lines = [f"HTTP/1.1 {status}"]
             lines += [f"{k}: {v}" for k, v in response_headers if k.lower() != "content-length"]
             lines.append(f"Content-Length: {len(body)}")
             self.sock.sendall("\r\n".join([*lines, "", ""]).encode("latin-1") + body)
-        error = environ.get(ERROR_KEY)
-        if error is not None:
-            self.error = error
 
 
 def _read_head(sock: socket.socket) -> tuple[bytes, bytes]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Iterator
 
 import pytest
@@ -38,6 +39,15 @@ def room(ws: WebSocket, name: str) -> None:
             ws.send_json(sorted(duplex.members(name)))
         else:
             duplex.broadcast(message, to=name)
+
+
+@duplex.route("/elsewhere")
+def accepted_elsewhere(ws: WebSocket) -> None:
+    # The first use of the connection is another thread's.
+    sender = threading.Thread(target=ws.send, args=("from a thread",))
+    sender.start()
+    sender.join()
+    ws.receive()
 
 
 @pytest.fixture(scope="module")
@@ -127,3 +137,11 @@ def test_publisher_without_app_needs_a_message_queue() -> None:
     """A Duplex with no app and no message_queue says what to do."""
     with pytest.raises(RuntimeError, match="message_queue"):
         Duplex().broadcast("x")
+
+
+def test_connect_hooks_see_the_request_when_another_thread_accepts(app: Flask) -> None:
+    """A connection accepted by a thread of the handler's still runs hooks with its request."""
+    events.clear()
+    with duplex.test_client().connect("/elsewhere") as ws:
+        assert ws.receive(timeout=1) == "from a thread"
+    assert events[0] == "connect /elsewhere"

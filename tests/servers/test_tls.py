@@ -75,7 +75,9 @@ def test_slow_reader_over_tls_gets_every_echo(server: Server, client_tls: ssl.SS
     """A client that stops reading fills the TLS socket; the echoes wait and all arrive."""
     # Random bytes: compression must not shrink them below the socket buffers.
     messages = [random.Random(n).randbytes(900_000) for n in range(12)]
-    with connect(wss(server, "/echo"), ssl=client_tls, max_queue=1) as ws:
+    # The client sends everything before it reads anything: the route's inbox
+    # holds what the handler, blocked on the full socket, has not read yet.
+    with connect(wss(server, "/echo-roomy"), ssl=client_tls, max_queue=1) as ws:
         for message in messages:
             ws.send(message)
         time.sleep(1.0)  # The server's writes now wait on a full socket.

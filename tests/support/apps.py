@@ -9,8 +9,10 @@ import time
 from flask import Blueprint, Flask, abort, g, jsonify, request, session
 
 from flask_duplex import BackendUnavailable, ConnectionClosed, Duplex, WebSocket
+from tests.support.lifecycle_routes import lifecycle_blueprint
 
 duplex = Duplex()
+lifecycle = lifecycle_blueprint(duplex)
 
 
 @duplex.route("/echo")
@@ -22,6 +24,13 @@ def echo(ws: WebSocket) -> None:
 # Autobahn counts an unrequested ping as a failure, so keepalive is off here.
 @duplex.route("/echo-big", max_message_size=32 * 2**20, ping_interval=None)
 def echo_big(ws: WebSocket) -> None:
+    for message in ws:
+        ws.send(message)
+
+
+# Holds up to 32 MiB of messages the handler has not received yet.
+@duplex.route("/echo-roomy", max_inbox_bytes=32 * 2**20)
+def echo_roomy(ws: WebSocket) -> None:
     for message in ws:
         ws.send(message)
 
@@ -57,6 +66,7 @@ def raise_error(ws: WebSocket) -> None:
 @duplex.route("/sleep")
 def sleep_then_report(ws: WebSocket) -> None:
     # Busy elsewhere (not receiving) while the client pings and closes.
+    ws.accept()
     time.sleep(float(request.args.get("seconds", "3")))
     try:
         ws.send("still here")
@@ -108,7 +118,7 @@ def info(ws: WebSocket) -> None:
             "g": getattr(g, "marker", None),
             "subprotocol": ws.subprotocol,
             "remote_addr": ws.remote_addr,
-            "closed": ws.closed,
+            "state": ws.state.value,
         }
     )
     ws.receive()
@@ -241,6 +251,7 @@ def create_app() -> Flask:
     duplex.init_app(app)
     app.register_blueprint(protected)
     app.register_blueprint(outer)
+    app.register_blueprint(lifecycle)
 
     @app.before_request
     def mark() -> None:
@@ -257,7 +268,7 @@ def create_app() -> Flask:
         return jsonify(
             threads=threading.active_count(),
             os_threads=len(os.listdir("/proc/self/task")),
-            connections=len(state.connections),
+            connections=len(state.local_connections),
             pid=os.getpid(),
             rss_kb=_rss_kb(),
         )
@@ -292,6 +303,15 @@ def create_app() -> Flask:
             return jsonify(sorted(duplex.members(name)))
         except BackendUnavailable as exc:
             return str(exc), 503
+
+    @app.post("/close-all")
+    def close_all() -> object:
+        still_open = duplex.close_all(
+            int(request.form.get("code", "1001")),
+            request.form.get("reason", ""),
+            timeout=float(request.form["timeout"]) if "timeout" in request.form else None,
+        )
+        return jsonify(still_open=still_open)
 
     @app.get("/plain")
     def plain() -> str:

@@ -1,4 +1,4 @@
-"""The hub interface and the local delivery every backend shares."""
+"""The hub interface, and the local delivery every backend shares."""
 
 from __future__ import annotations
 
@@ -6,16 +6,27 @@ import abc
 import json
 import threading
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from ..outbox import Outgoing
 
-if TYPE_CHECKING:
-    from ..connection import WebSocket
-
-__all__ = ["Hub", "encode_message"]
+__all__ = ["Hub", "Member", "encode_message"]
 
 Message = str | bytes
+
+
+class Member(Protocol):
+    """What the hub needs of a connection (a :class:`~flask_duplex.WebSocket`)."""
+
+    @property
+    def id(self) -> str:
+        """A unique id, used by ``send_to`` and ``exclude``."""
+
+    def send_nowait(self, message: Outgoing) -> None:
+        """Queue a message without waiting on the peer."""
+
+    def close_nowait(self, code: int = 1000, reason: str = "") -> None:
+        """Start the closing handshake without waiting for the peer."""
 
 
 def encode_message(message: Any, dumps: Callable[[Any], str] = json.dumps) -> Message:
@@ -34,42 +45,66 @@ def encode_message(message: Any, dumps: Callable[[Any], str] = json.dumps) -> Me
 
 
 class Hub(abc.ABC):
-    """Where connections register, join rooms, and receive broadcasts."""
+    """Where connections register, join rooms, and receive broadcasts.
+
+    The hub keeps the room memberships of this process's connections; a
+    connection that was removed (its handler returned) can join nothing.
+    """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._connections: dict[str, WebSocket] = {}
-        self._rooms: dict[str, set[WebSocket]] = {}
+        self._members: dict[str, Member] = {}
+        self._rooms: dict[str, set[Member]] = {}
+        self._member_rooms: dict[str, set[str]] = {}
 
     # -- connections and rooms (called by the engine) -----------------------
 
-    def add(self, ws: WebSocket) -> None:
+    def add(self, member: Member) -> None:
         with self._lock:
-            self._connections[ws.id] = ws
+            self._members[member.id] = member
 
-    def remove(self, ws: WebSocket) -> None:
-        """Forget a connection that ended, in every room at once."""
+    def remove(self, member: Member) -> frozenset[str]:
+        """Forget a connection that ended, in every room at once; return its rooms."""
         with self._lock:
-            self._connections.pop(ws.id, None)
-            for room in ws.rooms:
-                members = self._rooms.get(room)
-                if members is not None:
-                    members.discard(ws)
-                    if not members:
-                        del self._rooms[room]
+            self._members.pop(member.id, None)
+            rooms = self._member_rooms.pop(member.id, set())
+            for room in rooms:
+                self._discard(room, member)
+        return frozenset(rooms)
 
-    def join(self, ws: WebSocket, room: str) -> None:
+    def join(self, member: Member, room: str) -> bool:
+        """Put ``member`` in ``room``; False if it was there already or is not registered."""
         with self._lock:
-            if ws.id in self._connections:
-                self._rooms.setdefault(room, set()).add(ws)
+            if member.id not in self._members:
+                return False
+            rooms = self._member_rooms.setdefault(member.id, set())
+            if room in rooms:
+                return False
+            rooms.add(room)
+            self._rooms.setdefault(room, set()).add(member)
+        return True
 
-    def leave(self, ws: WebSocket, room: str) -> None:
+    def leave(self, member: Member, room: str) -> bool:
+        """Take ``member`` out of ``room``; False if it was not in it."""
         with self._lock:
-            members = self._rooms.get(room)
-            if members is not None:
-                members.discard(ws)
-                if not members:
-                    del self._rooms[room]
+            rooms = self._member_rooms.get(member.id)
+            if rooms is None or room not in rooms:
+                return False
+            rooms.discard(room)
+            self._discard(room, member)
+        return True
+
+    def rooms_of(self, member: Member) -> frozenset[str]:
+        with self._lock:
+            return frozenset(self._member_rooms.get(member.id, ()))
+
+    def _discard(self, room: str, member: Member) -> None:
+        # Lock held.
+        members = self._rooms.get(room)
+        if members is not None:
+            members.discard(member)
+            if not members:
+                del self._rooms[room]
 
     # -- what the app calls -------------------------------------------------
 
@@ -85,32 +120,34 @@ class Hub(abc.ABC):
     def members(self, room: str) -> set[str]:
         """The ids of the connections in ``room``."""
 
+    def close(self) -> None:
+        """Stop the hub's background work, if it has any."""
+        return None
+
     # -- local delivery -----------------------------------------------------
 
     def deliver(self, message: Message, to: str | None, exclude: Iterable[str]) -> None:
         with self._lock:
-            if to is None:
-                targets = list(self._connections.values())
-            else:
-                targets = list(self._rooms.get(to, ()))
+            targets = list(self._members.values() if to is None else self._rooms.get(to, ()))
         skip = set(exclude)
         outgoing = Outgoing(message)
-        for ws in targets:
-            if ws.id not in skip:
-                ws._send_nowait(outgoing)
+        for member in targets:
+            if member.id not in skip:
+                member.send_nowait(outgoing)
 
     def deliver_to(self, connection_id: str, message: Message) -> bool:
         with self._lock:
-            ws = self._connections.get(connection_id)
-        if ws is None:
+            member = self._members.get(connection_id)
+        if member is None:
             return False
-        ws._send_nowait(Outgoing(message))
+        member.send_nowait(Outgoing(message))
         return True
 
-    def local_connections(self) -> set[WebSocket]:
+    def local_members(self) -> list[Member]:
+        """This process's registered connections."""
         with self._lock:
-            return set(self._connections.values())
+            return list(self._members.values())
 
-    def local_members(self, room: str) -> set[str]:
+    def local_room_members(self, room: str) -> set[str]:
         with self._lock:
-            return {ws.id for ws in self._rooms.get(room, ())}
+            return {member.id for member in self._rooms.get(room, ())}

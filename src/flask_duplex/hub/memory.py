@@ -17,4 +17,4 @@ class MemoryHub(Hub):
         self.deliver_to(connection_id, message)
 
     def members(self, room: str) -> set[str]:
-        return self.local_members(room)
+        return self.local_room_members(room)

@@ -28,7 +28,7 @@ from ..errors import BackendUnavailable
 from .base import Hub, Message
 
 if TYPE_CHECKING:
-    from ..connection import WebSocket
+    from .base import Member
 
 __all__ = ["RedisHub"]
 
@@ -52,28 +52,33 @@ class RedisHub(Hub):
 
     # -- connections and rooms ----------------------------------------------
 
-    def add(self, ws: WebSocket) -> None:
-        super().add(ws)
+    def add(self, member: Member) -> None:
+        super().add(member)
         self._start()
 
-    def join(self, ws: WebSocket, room: str) -> None:
-        super().join(ws, room)
-        self._presence(lambda pipe: pipe.zadd(self._key(room), {ws.id: time.time() + self._ttl}))
+    def join(self, member: Member, room: str) -> bool:
+        if not super().join(member, room):
+            return False
+        expiry = time.time() + self._ttl
+        self._presence(lambda pipe: pipe.zadd(self._key(room), {member.id: expiry}))
+        return True
 
-    def leave(self, ws: WebSocket, room: str) -> None:
-        super().leave(ws, room)
-        self._presence(lambda pipe: pipe.zrem(self._key(room), ws.id))
+    def leave(self, member: Member, room: str) -> bool:
+        if not super().leave(member, room):
+            return False
+        self._presence(lambda pipe: pipe.zrem(self._key(room), member.id))
+        return True
 
-    def remove(self, ws: WebSocket) -> None:
-        rooms = ws.rooms
-        super().remove(ws)
+    def remove(self, member: Member) -> frozenset[str]:
+        rooms = super().remove(member)
 
         def forget(pipe: Any) -> None:
             for room in rooms:
-                pipe.zrem(self._key(room), ws.id)
+                pipe.zrem(self._key(room), member.id)
 
         if rooms:
             self._presence(forget)
+        return rooms
 
     # -- what the app calls -------------------------------------------------
 
@@ -168,7 +173,7 @@ class RedisHub(Hub):
 
     def _refresh_once(self) -> None:
         with self._lock:
-            rooms = {room: [ws.id for ws in members] for room, members in self._rooms.items()}
+            rooms = {room: [m.id for m in members] for room, members in self._rooms.items()}
         if not rooms:
             return
         now = time.time()

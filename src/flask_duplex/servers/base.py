@@ -32,9 +32,16 @@ class ServerAdapter(abc.ABC):
     def matches(self, environ: Mapping[str, Any]) -> bool:
         """Tell whether ``environ`` comes from this server."""
 
+    def check(self, environ: Mapping[str, Any]) -> None:
+        """Raise :class:`UnsupportedServer` if this server, as run, cannot serve WebSockets.
+
+        Called at the handshake, before anything touches the socket.
+        """
+        return None
+
     @abc.abstractmethod
     def take_over(self, environ: Mapping[str, Any]) -> Handover:
-        """Take the client socket from the server."""
+        """Take the client socket from the server (when the connection is accepted)."""
 
     def response_after_close(self, environ: Mapping[str, Any]) -> Any:
         """What the view returns once the WebSocket is over and its socket shut down.

@@ -11,12 +11,12 @@ the engine's locks and its reactor must be green.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Mapping
 from typing import Any
 
 from flask import Response
 
+from .. import green
 from ..errors import UnsupportedServer
 from .base import Handover, ServerAdapter, read_buffered
 
@@ -29,13 +29,14 @@ class EventletAdapter(ServerAdapter):
     def matches(self, environ: Mapping[str, Any]) -> bool:
         return "eventlet.input" in environ
 
-    def take_over(self, environ: Mapping[str, Any]) -> Handover:
-        patcher = sys.modules.get("eventlet.patcher")
-        if patcher is None or not patcher.is_monkey_patched("thread"):
+    def check(self, environ: Mapping[str, Any]) -> None:
+        if not green.patched("eventlet"):
             raise UnsupportedServer(
                 "eventlet.wsgi serves WebSockets only with monkey-patching: call "
                 "eventlet.monkey_patch() before importing anything else"
             )
+
+    def take_over(self, environ: Mapping[str, Any]) -> Handover:
         source = environ["eventlet.input"]
         sock = source.get_socket()
         return Handover(sock, read_buffered(source.rfile, sock))

@@ -12,10 +12,10 @@ required: the engine's locks and its reactor must be greenlet-aware.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Mapping
 from typing import Any
 
+from .. import green
 from ..errors import UnsupportedServer
 from .base import Handover, ServerAdapter, read_buffered
 
@@ -28,13 +28,14 @@ class GeventAdapter(ServerAdapter):
     def matches(self, environ: Mapping[str, Any]) -> bool:
         return str(environ.get("SERVER_SOFTWARE", "")).startswith("gevent")
 
-    def take_over(self, environ: Mapping[str, Any]) -> Handover:
-        monkey = sys.modules.get("gevent.monkey")
-        if monkey is None or not monkey.is_module_patched("threading"):
+    def check(self, environ: Mapping[str, Any]) -> None:
+        if not green.patched("gevent"):
             raise UnsupportedServer(
                 "gevent.pywsgi serves WebSockets only with monkey-patching: call "
                 "gevent.monkey.patch_all() before importing anything else"
             )
+
+    def take_over(self, environ: Mapping[str, Any]) -> Handover:
         rfile = environ["wsgi.input"]
         sock = rfile.raw._sock
         return Handover(sock, read_buffered(rfile, sock))

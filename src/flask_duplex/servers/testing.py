@@ -11,14 +11,12 @@ from typing import Any
 
 from .base import Handover, ServerAdapter
 
-__all__ = ["ERROR_KEY", "PREFETCHED_KEY", "SOCKET_KEY", "TestingAdapter"]
+__all__ = ["PREFETCHED_KEY", "SOCKET_KEY", "TestingAdapter"]
 
 #: The server's end of the socket pair.
 SOCKET_KEY = "flask_duplex.test_socket"
 #: Bytes the test server read past the request head.
 PREFETCHED_KEY = "flask_duplex.test_prefetched"
-#: Where the engine leaves an exception raised by the handler, for the test to re-raise.
-ERROR_KEY = "flask_duplex.handler_error"
 
 
 class TestingAdapter(ServerAdapter):

@@ -1,0 +1,633 @@
+"""One open WebSocket connection's I/O: the engine behind :class:`~flask_duplex.WebSocket`.
+
+The engine ties together the parts that each own one concern:
+
+* ``wire.py``: the websockets protocol, which turns bytes into frames and
+  frames into bytes, and does no I/O. It is not thread-safe: every call into
+  it happens under the engine's lock (``_lock``), which is never held across a
+  wait.
+* ``assembly.py``: the inbox, where frames become messages that wait for
+  ``receive()``, bounded in count and size.
+* ``reading.py``: who reads the socket (the handler in ``receive()``, or the
+  reactor), and the handover between them.
+* ``outbox.py``: who writes, in order, one writer at a time, without ever
+  making the reactor or a broadcast wait on a slow peer.
+* ``lifecycle.py``: the connection's state, and the close code it reports.
+* ``keepalive.py``: pings and their deadline.
+
+What the engine itself decides is what happens at each step of a
+connection's life, in particular how it ends:
+
+* The peer closes: its close frame is echoed at once and the socket's write
+  side is shut down after it (websockets queues both); the connection is
+  CLOSED, and ``receive()`` raises :class:`ConnectionClosed` once the
+  messages that came before the close are returned.
+* This side closes (``close()``, the handler returning, a shutdown's 1001):
+  a close frame is queued, and the connection is CLOSING until the peer's
+  answer. Data frames that still come are dropped.
+* This side fails the connection (invalid UTF-8, a message too big, a
+  keepalive timeout, a client too slow for broadcasts): a close frame with the
+  reason's code, the write side shut down after it, nothing more read.
+* Every path out of OPEN arms one deadline, ``close_timeout``: when it
+  passes, the TCP connection is dropped whatever the peer does. That is what
+  frees a sender blocked on a peer that stopped reading, and it is the only
+  timer that can drop a connection that already said goodbye.
+* When the handler has returned, :meth:`Engine.finish` gives what is queued
+  ``close_timeout`` to go out, shuts the write side down and hands the socket
+  back to the WSGI server. Nothing touches the socket after that.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+import time
+from collections.abc import Callable
+
+from websockets.frames import Frame, Opcode
+from websockets.protocol import State as ProtocolState
+
+from .assembly import Inbox, Message
+from .errors import ConnectionClosed
+from .keepalive import Keepalive
+from .lifecycle import Lifecycle, State
+from .options import Options
+from .outbox import Outbox, Outgoing, shutdown
+from .pong import Pong
+from .reactor import EVENT_READ, EVENT_WRITE, Reactor, Timer
+from .reading import RECV_SIZE, Reader, Reading, recv
+from .tls import guard
+from .wire import ServerProtocol
+
+__all__ = ["Engine"]
+
+logger = logging.getLogger("flask_duplex")
+
+_OPEN, _CLOSING, _CLOSED, _FINISHED = State.OPEN, State.CLOSING, State.CLOSED, State.FINISHED
+_REACTOR = Reader.REACTOR
+_PONG = Opcode.PONG
+
+
+class Engine:
+    """The I/O of one accepted connection; see the module's docstring.
+
+    The :class:`~flask_duplex.WebSocket` a handler holds calls it; so do the
+    hub (through the WebSocket) and keepalive (through :class:`Pinged`).
+    """
+
+    __slots__ = (
+        "_deadline",
+        "_events",
+        "_inbox",
+        "_input_ready",
+        "_keepalive",
+        "_lifecycle",
+        "_lock",
+        "_options",
+        "_outbox",
+        "_pings",
+        "_protocol",
+        "_reactor",
+        "_reading",
+        "_receive_lock",
+        "_resumed_at",
+        "_sock",
+        "_sock_timeout",
+        "_waiters",
+        "name",
+    )
+
+    def __init__(
+        self,
+        protocol: ServerProtocol,
+        sock: socket.socket,
+        *,
+        options: Options,
+        lifecycle: Lifecycle,
+        reactor: Reactor,
+        response: bytes,
+        prefetched: bytes = b"",
+        name: str = "",
+    ) -> None:
+        """Open the connection: queue the handshake ``response`` (the 101), start reading.
+
+        ``prefetched`` holds bytes the server read past the request head;
+        ``name`` names the connection in logs.
+        """
+        self.name = name
+        self._protocol = protocol
+        sock = guard(sock)  # A TLS socket: one TLS call at a time (see tls.py).
+        self._sock = sock
+        self._options = options
+        self._lifecycle = lifecycle
+        self._reactor = reactor
+        self._lock = reactor.short_lock()  # Never held across a wait.
+        # Made by the first thread that waits for input (see _wait_for).
+        self._input_ready: threading.Condition | None = None
+        self._waiters = 0  # threads waiting on _input_ready: notify only if any
+        self._receive_lock = threading.Lock()
+        self._outbox = Outbox(sock, self._lock, reactor.wait, self._update_watch)
+        self._inbox = Inbox(options.max_inbox, options.max_inbox_bytes)
+        self._reading = Reading(reactor, self._rearm)
+        self._pings: dict[bytes, Pong] = {}
+        self._events = 0  # what the reactor watches the socket for
+        self._deadline: Timer | None = None  # close_timeout, once out of OPEN
+        self._keepalive: Keepalive | None = None
+        self._resumed_at = 0.0  # when reading last went on after the inbox was full
+
+        self._sock_timeout = sock.gettimeout()
+        sock.setblocking(False)
+        if sock.family in (socket.AF_INET, socket.AF_INET6):
+            # Messages are written whole; waiting to coalesce them (Nagle) only
+            # adds up to a delayed-ACK timeout (40 ms) to each small one.
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        protocol.sink = self
+        with self._lock:
+            lifecycle.move(_OPEN)
+            self._outbox.add([response])
+            if prefetched:
+                self._feed(prefetched)
+            self._update_watch()
+        self._flush(block=False)
+        if options.ping_interval is not None and lifecycle.state is _OPEN:
+            self._keepalive = Keepalive(self, options.ping_interval, options.ping_timeout, reactor)
+
+    # -- what the WebSocket calls ---------------------------------------------
+
+    def receive(self, timeout: float | None) -> Message | None:
+        """The next message, or ``None`` after ``timeout`` seconds.
+
+        Raises:
+            ConnectionClosed: No more messages: the connection is closed and
+                every message that came before the close was returned.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        if not self._receive_lock.acquire(timeout=-1 if timeout is None else max(timeout, 0)):
+            return None
+        try:
+            with self._lock:
+                if self._inbox:
+                    return self._pop()
+                if not self._lifecycle.reading:
+                    raise self._closed_error()
+                if not self._reactor.direct_reads:
+                    wait = None if deadline is None else deadline - time.monotonic()
+                    self._wait_for(self._has_input, wait)
+                    if self._inbox:
+                        return self._pop()
+                    if not self._lifecycle.reading:
+                        raise self._closed_error()
+                    return None  # Timed out.
+                self._reading.claim()
+                self._update_watch()
+            try:
+                return self._read_until_message(deadline)
+            finally:
+                with self._lock:
+                    self._reading.release()
+        finally:
+            self._receive_lock.release()
+
+    def send(self, data: bytes | bytearray | memoryview, text: bool) -> None:
+        """Send one message; return once it is written or queued behind another writer.
+
+        Raises:
+            ConnectionClosed: The connection is not open, or it failed before
+                the message went out.
+        """
+        with self._lock:
+            if self._lifecycle.state is not _OPEN:
+                raise self._closed_error()
+            if text:
+                self._protocol.send_text(data)
+            else:
+                self._protocol.send_binary(data)
+            chunks = self._protocol.data_to_send()
+            claimed = self._outbox.offer(chunks)
+            drops = self._outbox.drops
+        self._write(chunks, claimed, block=True)
+        if self._outbox.drops != drops:
+            raise self._closed_error()  # What was queued behind a failed write is gone.
+
+    def send_nowait(self, message: Outgoing) -> None:
+        """Queue a message without ever waiting on the peer (broadcasts).
+
+        A peer that stopped reading, with ``max_queue`` messages or
+        ``max_queue_bytes`` waiting for it, is closed with 1013; what waits is
+        dropped and the close frame takes its place. Nothing happens on a
+        connection that is not open.
+        """
+        overflowed = False
+        with self._lock:
+            if self._lifecycle.state is not _OPEN:
+                return
+            options = self._options
+            if self._outbox.overflowing(options.max_queue, options.max_queue_bytes):
+                self._outbox.drop_waiting()
+                self._fail_locked(1013, "too slow: outbound queue full")
+                # Wake a handler blocked reading this socket: nothing more is read.
+                shutdown(self._sock, socket.SHUT_RD)
+                overflowed = True
+                chunks: list[bytes] = []
+                claimed = False  # The close frame is queued.
+            else:
+                if self._protocol.extensions:
+                    if message.text:
+                        self._protocol.send_text(message.payload)
+                    else:
+                        self._protocol.send_binary(message.payload)
+                    chunks = self._protocol.data_to_send()
+                else:
+                    # The protocol would build the same bytes for every connection.
+                    chunks = [message.frame]
+                claimed = self._outbox.offer(chunks)
+        if overflowed:
+            _log_overflow(self.name, self._options)
+        self._write(chunks, claimed, block=False)
+
+    def ping(self, payload: bytes) -> Pong:
+        """Send a ping; the :class:`Pong` is set when its pong arrives.
+
+        Raises:
+            ConnectionClosed: The connection is not open.
+        """
+        pong = self._queue_ping(payload)
+        self._flush(block=True)
+        return pong
+
+    def close(self, code: int, reason: str) -> None:
+        """Close, and wait up to ``close_timeout`` for the peer's close frame.
+
+        Does nothing on a connection that is not open; never raises.
+        """
+        self.close_nowait(code, reason)
+        with self._lock:
+            done = self._wait_for(self._input_over, self._options.close_timeout)
+        if not done:
+            self.abort()
+
+    def close_nowait(self, code: int, reason: str) -> None:
+        """Start the closing handshake; return without waiting for the peer."""
+        with self._lock:
+            if self._lifecycle.state is not _OPEN:
+                return
+            self._protocol.send_close(code, reason)
+            self._outbox.add(self._protocol.data_to_send())
+            self._lifecycle.sent = (code, reason)
+            self._lifecycle.move(_CLOSING)
+            self._left_open()
+            # The peer's answer must be read now, not at the reactor's next tick.
+            self._reading.take_back()
+            # Data frames are dropped from now on, so reading goes on even if
+            # the inbox is full: the peer's close frame may be behind them.
+            if self._protocol.parse_paused:
+                self._protocol.resume_parsing()
+                self._after_input()
+            self._update_watch()
+        self._flush(block=False)
+
+    def abort(self) -> None:
+        """Drop the TCP connection now; wakes every thread blocked on the socket."""
+        with self._lock:
+            if self._lifecycle.state is _FINISHED:
+                return  # The socket is the server's again.
+            self._input_ended()
+            # Under the lock, so that finish() cannot hand the socket back meanwhile.
+            shutdown(self._sock, socket.SHUT_RDWR)
+
+    def finish(self) -> None:
+        """The handler is done: end the connection and give the socket back to the server.
+
+        Every byte queued (a close frame, typically) is on the wire, or the
+        peer did not take it within ``close_timeout`` and the connection is
+        dropped; either way the write side is shut down before this returns,
+        because the server writes its own response to the socket right after.
+        """
+        if self._keepalive is not None:
+            self._keepalive.cancel()
+        with self._lock:
+            self._input_ended()
+        timeout = self._options.close_timeout
+        try:
+            drained = self._outbox.drain(timeout)
+        except OSError:
+            self.abort()  # The peer is gone; there is nothing left to say.
+            drained = True
+        if not drained:
+            # The peer stopped reading: drop it. A write waiting on its socket
+            # now fails at once and lets go of the outbox.
+            shutdown(self._sock, socket.SHUT_RDWR)
+            try:
+                self._outbox.drain(timeout)
+            except OSError:
+                pass
+        # The server writes its own response next, and that write must fail
+        # the way every server takes for a client that left: a broken pipe.
+        # A TLS socket's own shutdown() also drops its TLS layer, so the write
+        # fails as a plain one instead of as a TLS error, which servers log.
+        try:
+            self._sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+        try:
+            self._sock.settimeout(self._sock_timeout)
+        except OSError:
+            pass
+        with self._lock:
+            self._lifecycle.advance(_FINISHED)
+            if self._deadline is not None:
+                self._deadline.cancel()
+            self._update_watch()
+
+    def closed_error(self) -> ConnectionClosed:
+        """The :class:`ConnectionClosed` that tells how this connection ended."""
+        return self._closed_error()
+
+    # -- what keepalive calls (keepalive.Pinged) ---------------------------------
+
+    def keepalive_ping(self, payload: bytes) -> Pong | None:
+        try:
+            pong = self._queue_ping(payload)
+        except ConnectionClosed:
+            return None
+        self._flush(block=False)
+        return pong
+
+    def keepalive_failed(self) -> None:
+        with self._lock:
+            self._fail_locked(1011, "keepalive ping timeout")
+        self._flush(block=False)
+        self.abort()
+
+    def input_paused_within(self, seconds: float) -> bool:
+        """Whether reading waits for room in the inbox, or did within ``seconds``."""
+        if self._protocol.parse_paused or (self._lifecycle.state is _OPEN and self._inbox.full):
+            return True
+        return time.monotonic() - self._resumed_at < seconds
+
+    @property
+    def open(self) -> bool:
+        return self._lifecycle.state is _OPEN
+
+    # -- what the protocol calls while it parses (wire.FrameSink) ----------------
+    # Always with _lock held: parsing happens only in _feed and resume_parsing.
+
+    def on_data(self, frame: Frame) -> None:
+        if self._lifecycle.state is _OPEN:
+            # Invalid UTF-8 raises UnicodeDecodeError, which websockets' parser
+            # turns into a 1007 failure.
+            self._inbox.add(frame)
+        # Else a close frame went out: the peer's data is dropped, not queued.
+
+    def on_ping(self, data: bytes) -> None:
+        pong = Frame(_PONG, data).serialize(mask=False, extensions=self._protocol.extensions)
+        self._outbox.add_pong(pong)
+
+    def on_pong(self, data: bytes) -> None:
+        # A pong acknowledges its ping and every ping sent before it.
+        if data not in self._pings:
+            return
+        for key in list(self._pings):
+            self._pings.pop(key).set()
+            if key == data:
+                break
+
+    def parse_paused(self) -> bool:
+        return self._inbox.full
+
+    # -- reading ----------------------------------------------------------------
+
+    def _read_until_message(self, deadline: float | None) -> Message | None:
+        sock = self._sock
+        wait_for_socket = self._reactor.wait
+        more = False  # The last read filled the buffer: more is likely waiting.
+        while True:
+            if deadline is None:
+                wait = None
+            else:
+                wait = deadline - time.monotonic()
+                if wait <= 0:
+                    return None
+            if not more and not wait_for_socket(sock, False, wait):
+                continue
+            data = recv(sock)
+            if data is None:
+                more = False
+                continue
+            more = len(data) == RECV_SIZE
+            with self._lock:
+                self._feed(data)
+                if self._inbox:
+                    message: Message | None = self._pop()
+                    error = None
+                else:
+                    message = None
+                    error = None if self._lifecycle.reading else self._closed_error()
+            # Never wait here: receive() must keep its timeout even while a
+            # sender waits on a peer that does not read.
+            self._flush(block=False)
+            if message is not None:
+                return message
+            if error is not None:
+                raise error
+
+    def _on_ready(self, mask: int) -> None:
+        # Reactor thread: never block here.
+        if mask & EVENT_WRITE:
+            try:
+                self._outbox.resume()
+            except OSError:
+                self._write_failed(block=False)
+        if not mask & EVENT_READ:
+            return
+        with self._lock:
+            if self._reading.reader is not _REACTOR or not self._lifecycle.reading:
+                return
+            data = recv(self._sock)
+            if data is None:
+                return
+            self._feed(data)
+            self._update_watch()
+        self._flush(block=False)
+
+    def _feed(self, data: bytes) -> None:
+        # Lock held.
+        try:
+            if data:
+                self._protocol.receive_data(data)
+            else:
+                self._protocol.receive_eof()
+        except EOFError:
+            return  # Data that raced with the end of the stream.
+        self._after_input()
+
+    def _after_input(self) -> None:
+        """Queue what the protocol answered; follow the lifecycle (lock held)."""
+        protocol = self._protocol
+        answer = protocol.data_to_send()
+        if answer:
+            self._outbox.add(answer)
+        lifecycle = self._lifecycle
+        if lifecycle.reading:
+            received = protocol.close_rcvd
+            if received is not None:
+                lifecycle.received = (int(received.code), received.reason)
+                self._input_ended()
+            elif protocol.parser_exc is not None or protocol.state is ProtocolState.CLOSED:
+                sent = protocol.close_sent
+                if sent is not None and lifecycle.sent is None:
+                    # websockets failed the connection: 1002, 1007, 1009.
+                    lifecycle.sent = (int(sent.code), sent.reason)
+                    lifecycle.failed = True
+                self._input_ended()
+        self._notify_input()
+
+    def _pop(self) -> Message:
+        # Lock held, inbox not empty.
+        inbox = self._inbox
+        was_full = inbox.full
+        message = inbox.pop()
+        if was_full and not inbox.full:
+            self._resumed_at = time.monotonic()
+            if self._protocol.parse_paused:
+                self._protocol.resume_parsing()
+                self._after_input()
+            self._update_watch()
+        return message
+
+    def _has_input(self) -> bool:
+        return bool(self._inbox) or not self._lifecycle.reading
+
+    def _input_over(self) -> bool:
+        return not self._lifecycle.reading
+
+    # -- writing ------------------------------------------------------------
+
+    def _flush(self, block: bool) -> None:
+        """Write the outbox; with ``block=False``, never wait on the socket."""
+        try:
+            self._outbox.flush(block)
+        except OSError:
+            self._write_failed(block)
+
+    def _write(self, chunks: list[bytes], claimed: bool, block: bool) -> None:
+        """Write after :meth:`Outbox.offer`: the claimed frame, or what is queued."""
+        if not claimed:
+            self._flush(block)
+            return
+        try:
+            self._outbox.write_claimed(chunks[0], block)
+        except OSError:
+            self._write_failed(block)
+
+    def _write_failed(self, block: bool) -> None:
+        self.abort()
+        if block:
+            raise self._closed_error() from None
+
+    def _queue_ping(self, payload: bytes) -> Pong:
+        with self._lock:
+            if self._lifecycle.state is not _OPEN:
+                raise self._closed_error()
+            pong = self._pings.get(payload)
+            if pong is None:
+                pong = self._pings[payload] = Pong()
+                self._protocol.send_ping(payload)
+                self._outbox.add(self._protocol.data_to_send())
+        return pong
+
+    # -- ending -------------------------------------------------------------
+
+    def _fail_locked(self, code: int, reason: str) -> None:
+        """Fail the connection (RFC 6455 7.1.7): a close frame, then no more reading."""
+        lifecycle = self._lifecycle
+        if not lifecycle.reading:
+            return
+        self._protocol.fail(code, reason)
+        self._outbox.add(self._protocol.data_to_send())
+        if lifecycle.sent is None:
+            lifecycle.sent = (code, reason)
+            lifecycle.failed = True
+        self._input_ended()
+
+    def _input_ended(self) -> None:
+        """Nothing more will be read (lock held): CLOSED, with the deadline running."""
+        lifecycle = self._lifecycle
+        if not lifecycle.reading:
+            return
+        if lifecycle.state is _OPEN:
+            self._left_open()
+        lifecycle.move(_CLOSED)
+        if self._pings:
+            error = self._closed_error()
+            for pong in self._pings.values():
+                pong.fail(error)
+            self._pings.clear()
+        self._notify_input()
+        self._update_watch()
+
+    def _left_open(self) -> None:
+        # Lock held, on the way out of OPEN: the close deadline starts.
+        if self._keepalive is not None:
+            self._keepalive.cancel()
+        self._deadline = self._reactor.call_later(self._options.close_timeout, self._expire)
+
+    def _expire(self) -> None:
+        # Reactor thread, close_timeout after the connection left OPEN.
+        if self._lifecycle.state is not _FINISHED:
+            self.abort()
+
+    # -- state --------------------------------------------------------------
+
+    def _wait_for(self, predicate: Callable[[], bool], timeout: float | None) -> bool:
+        """Wait, with ``_lock`` held, until ``predicate()`` or ``timeout``; return it."""
+        if self._input_ready is None:
+            self._input_ready = threading.Condition(self._lock)
+        self._waiters += 1
+        try:
+            return self._input_ready.wait_for(predicate, timeout)
+        finally:
+            self._waiters -= 1
+
+    def _notify_input(self) -> None:
+        # Lock held, after a message or a change of state.
+        if self._waiters:
+            assert self._input_ready is not None
+            self._input_ready.notify_all()
+
+    def _rearm(self) -> None:
+        # Reactor thread, a tick after a receive() returned.
+        with self._lock:
+            self._reading.tick()
+            self._update_watch()
+
+    def _update_watch(self) -> None:
+        # Lock held: have the reactor read the socket exactly when it is the
+        # reader and there is room, and finish writes that would have blocked.
+        state = self._lifecycle.state
+        events = 0
+        if state is not _FINISHED:
+            if self._reading.reader is _REACTOR and (
+                state is _CLOSING or (state is _OPEN and not self._inbox.full)
+            ):
+                events = EVENT_READ
+            if self._outbox.stalled:
+                events |= EVENT_WRITE
+        if events != self._events:
+            self._events = events
+            self._reactor.set_events(self._sock, events, self._on_ready)
+
+    def _closed_error(self) -> ConnectionClosed:
+        code, reason = self._lifecycle.close_info() or (1006, "")
+        return ConnectionClosed(code, reason)
+
+
+def _log_overflow(name: str, options: Options) -> None:
+    logger.warning(
+        "flask-duplex: closed connection %s with 1013: it stopped reading, and %d messages "
+        "or %d bytes were waiting for it (max_queue, max_queue_bytes)",
+        name,
+        options.max_queue,
+        options.max_queue_bytes,
+    )

@@ -1,0 +1,134 @@
+"""Which concurrency model this process runs: OS threads, or gevent's or eventlet's greenlets.
+
+Under gevent or eventlet, the server runs each request in a greenlet, and
+monkey-patching (``gevent.monkey.patch_all()``, ``eventlet.monkey_patch()``)
+turns ``threading``, ``socket`` and ``select`` into cooperative versions. The
+engine's code is the same under all three models; where they must differ (the
+cheapest lock that is still correct, how to wait on one socket, whether two
+greenlets may wait on one socket), this module is the only place that asks
+which model is running. (The server adapters for gevent and eventlet import
+their own server's module, to end a response its way.)
+"""
+
+from __future__ import annotations
+
+import select
+import socket
+import sys
+import threading
+from _thread import LockType
+from collections.abc import Callable
+from typing import Literal, cast
+
+__all__ = [
+    "Kind",
+    "Wait",
+    "handlers_read_sockets",
+    "kind",
+    "patched",
+    "short_lock_factory",
+    "wait_function",
+]
+
+Kind = Literal["gevent", "eventlet"]
+
+Wait = Callable[[socket.socket, bool, "float | None"], bool]
+"""``wait(sock, writing, timeout)``: block until ready; False if ``timeout`` passed first."""
+
+
+def patched(model: Kind) -> bool:
+    """Whether ``model`` has monkey-patched ``threading`` in this process."""
+    if model == "gevent":
+        monkey = sys.modules.get("gevent.monkey")
+        return monkey is not None and bool(monkey.is_module_patched("threading"))
+    patcher = sys.modules.get("eventlet.patcher")
+    return patcher is not None and bool(patcher.is_monkey_patched("thread"))
+
+
+def kind() -> Kind | None:
+    """The green-thread library that patched this process, or ``None`` for OS threads."""
+    if patched("gevent"):
+        return "gevent"
+    if patched("eventlet"):
+        return "eventlet"
+    return None
+
+
+def handlers_read_sockets() -> bool:
+    """Whether a handler may read its own socket while the reactor also watches it.
+
+    eventlet's hub refuses two greenthreads waiting on one socket, so there the
+    reactor does all the reading and handlers wait for its messages.
+    """
+    return kind() != "eventlet"
+
+
+def short_lock_factory() -> Callable[[], LockType]:
+    """The lock for a critical section that never waits and never switches greenlets.
+
+    Under monkey-patching, ``threading.Lock`` is a cooperative lock written in
+    Python, several times the cost of the native one. A section that cannot
+    switch greenlets never finds a native lock held by another greenlet, so the
+    native lock is safe there, and it still excludes real threads.
+    """
+    model = kind()
+    if model == "gevent":
+        from gevent import monkey
+
+        return cast("Callable[[], LockType]", monkey.get_original("_thread", "allocate_lock"))
+    if model == "eventlet":
+        from eventlet import patcher
+
+        return cast("Callable[[], LockType]", patcher.original("_thread").allocate_lock)
+    return threading.Lock
+
+
+def wait_function() -> Wait:
+    """How a thread (or greenlet) waits for one socket to be ready."""
+    return _gevent_wait if kind() == "gevent" else _poll_wait
+
+
+def _poll_wait(sock: socket.socket, writing: bool, timeout: float | None) -> bool:
+    poll = getattr(select, "poll", None)
+    if poll is not None:
+        poller = poll()
+        poller.register(sock, select.POLLOUT if writing else select.POLLIN)
+        return bool(poller.poll(None if timeout is None else timeout * 1000))
+    # eventlet's monkey-patching removes poll() and makes select() green.
+    watched = [sock]
+    ready = select.select([] if writing else watched, watched if writing else [], watched, timeout)
+    return any(ready)
+
+
+def _gevent_wait(sock: socket.socket, writing: bool, timeout: float | None) -> bool:
+    # gevent's sockets keep one watcher each for reading and writing; waiting
+    # on those costs far less than a new watcher (or gevent's poll()) per wait.
+    import gevent
+
+    watcher = getattr(sock, "_write_event" if writing else "_read_event", None)
+    hub = getattr(sock, "hub", None)
+    if watcher is None or hub is None:  # Not one of gevent's own sockets.
+        from gevent.socket import wait_read, wait_write
+
+        try:
+            (wait_write if writing else wait_read)(sock.fileno(), timeout, _TimedOut)
+        except _TimedOut:
+            return False
+        return True
+    timer = gevent.Timeout(timeout) if timeout is not None else None
+    if timer is not None:
+        timer.start()
+    try:
+        hub.wait(watcher)
+    except gevent.Timeout as exc:
+        if exc is not timer:
+            raise
+        return False
+    finally:
+        if timer is not None:
+            timer.cancel()
+    return True
+
+
+class _TimedOut(Exception):
+    pass

@@ -1,0 +1,264 @@
+"""What happens to one upgrade request: from the route's view to the socket's return.
+
+1. The server adapter (``servers/``) is found from the environ; a server that
+   cannot hand over its socket gets 501.
+2. The handshake is checked (``handshake.py``); a bad one gets its 4xx.
+3. The handler runs, with a :class:`~flask_duplex.WebSocket` in CONNECTING.
+   Until its first use, the handler may still answer like a view: an
+   exception (``abort(401)``, or any other, which Flask turns into a 500)
+   or a returned response (a redirect) goes to the client as HTTP.
+4. The first use accepts: the adapter hands over the socket, the engine
+   queues the 101, the connection joins the hub, ``on_connect`` hooks run.
+5. When the handler returns the connection closes with 1000; when it raises,
+   with 1011, and the exception goes to Flask's error logging. A
+   :class:`ConnectionClosed` that escapes after the peer left is not an error.
+6. The engine finishes (what is queued goes out within ``close_timeout``),
+   the connection leaves the hub, ``on_disconnect`` hooks run, and the view
+   returns what the server needs to end the request without writing to the
+   socket again.
+
+Nothing after the handler returns may raise into Flask: a peer that vanished
+during the close is not an application error.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import uuid
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
+
+from flask import Flask, Response, current_app, has_request_context, request
+from flask.globals import request_ctx
+from flask.signals import got_request_exception
+
+from . import servers
+from .connection import WebSocket
+from .engine import Engine
+from .errors import ConnectionClosed, UnsupportedServer
+from .handshake import Accepted, Rejected, negotiate
+from .lifecycle import Lifecycle, State
+from .reactor import get_reactor
+
+if TYPE_CHECKING:
+    from .extension import DuplexState, Route
+    from .options import Options
+    from .servers import ServerAdapter
+
+__all__ = ["Hook", "serve"]
+
+logger = logging.getLogger("flask_duplex")
+
+Hook = Callable[[WebSocket], Any]
+
+
+def serve(state: DuplexState, route: Route, view_args: dict[str, Any]) -> Any:
+    """The view of a WebSocket route: run the handler for this upgrade request."""
+    app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
+    environ = request.environ
+    adapter = servers.detect(environ)
+    if adapter is None:
+        return _unsupported_server(state, environ, _NO_SOCKET)
+    try:
+        adapter.check(environ)
+    except UnsupportedServer as exc:
+        return _unsupported_server(state, environ, str(exc))
+    if state.draining:
+        return _shutting_down()
+    options = state.options_for(route)
+    result = negotiate(environ, options, adapter.request_protocol(environ))
+    if isinstance(result, Rejected):
+        return Response(result.body, result.status, result.headers)
+
+    lifecycle = Lifecycle()
+    opening = Opening(app, state, route, adapter, result, options, lifecycle)
+    ws = WebSocket(
+        opening,
+        id=uuid.uuid4().hex,
+        environ=environ,
+        subprotocol=result.protocol.subprotocol,
+        lifecycle=lifecycle,
+        hub=state.hub,
+        json_dumps=app.json.dumps,
+        json_loads=app.json.loads,
+    )
+    del result  # The opening keeps what accepting needs.
+    try:
+        try:
+            returned = route.handler(ws, **view_args)
+        except Exception as exc:
+            if opening.reject():
+                raise  # Not accepted: Flask answers, as for a view (401, 500, ...).
+            _handler_failed(app, ws, exc)
+        else:
+            if returned is not None and opening.reject():
+                return returned  # A response instead of a connection (a redirect).
+            ws.close(1000)
+    finally:
+        opening.finish(ws)
+    if opening.refused:
+        return _shutting_down()
+    return adapter.response_after_close(environ)
+
+
+class Opening:
+    """One upgrade request on its way to a connection: the :class:`Opener` of its WebSocket."""
+
+    __slots__ = (
+        "_accepted",
+        "_adapter",
+        "_app",
+        "_context",
+        "_engine",
+        "_environ",
+        "_lifecycle",
+        "_lock",
+        "_options",
+        "_rule",
+        "_state",
+        "refused",
+    )
+
+    def __init__(
+        self,
+        app: Flask,
+        state: DuplexState,
+        route: Route,
+        adapter: ServerAdapter,
+        accepted: Accepted,
+        options: Options,
+        lifecycle: Lifecycle,
+    ) -> None:
+        self._app = app
+        # The handler's request context: hooks run in a copy of it when the
+        # connection is accepted from another thread.
+        self._context = request_ctx._get_current_object()  # type: ignore[attr-defined]
+        self._state = state
+        rule = request.url_rule
+        self._rule = rule.rule if rule is not None else route.rule  # With its blueprint's prefix.
+        self._adapter = adapter
+        self._environ = request.environ
+        self._accepted: Accepted | None = accepted
+        self._options = options
+        self._lifecycle = lifecycle
+        self._engine: Engine | None = None
+        self._lock = threading.Lock()
+        #: Accepting was refused: the server is shutting down.
+        self.refused = False
+
+    def open(self, lifecycle: Lifecycle) -> tuple[Engine, bool]:
+        with self._lock:
+            if self._engine is not None:
+                return self._engine, False
+            if lifecycle.state is not State.CONNECTING or self._accepted is None:
+                raise ConnectionClosed(1006, "the connection was not accepted")
+            if self._state.draining:
+                lifecycle.move(State.CLOSED)
+                self.refused = True
+                raise ConnectionClosed(1001, "server shutting down")
+            accepted, self._accepted = self._accepted, None
+            handover = self._adapter.take_over(self._environ)
+            engine = Engine(
+                accepted.protocol,
+                handover.sock,
+                options=self._options,
+                lifecycle=lifecycle,
+                reactor=get_reactor(),
+                response=accepted.response,
+                prefetched=handover.prefetched,
+                name=f"{self._rule} ({self._environ.get('REMOTE_ADDR')})",
+            )
+            self._engine = engine
+            self._state.connection_opened()
+            return engine, True
+
+    def opened(self, ws: WebSocket) -> None:
+        self._state.hub.add(ws)
+        hooks = self._state.duplex.connect_hooks
+        if not hooks:
+            return
+        if has_request_context():
+            ok = _run_hooks(self._app, hooks, ws, self._rule)
+        else:  # Accepted by another thread than the handler's.
+            with self._context.copy():
+                ok = _run_hooks(self._app, hooks, ws, self._rule)
+        if not ok:
+            ws.close_nowait(1011)
+
+    def reject(self) -> bool:
+        """Turn the client away before accepting; False if the connection was accepted."""
+        with self._lock:
+            if self._lifecycle.state is not State.CONNECTING:
+                return False
+            self._lifecycle.move(State.CLOSED)
+            self._accepted = None
+            return True
+
+    def finish(self, ws: WebSocket) -> None:
+        """The handler is done: end the connection, if it was accepted, and tell the hooks."""
+        self.reject()  # Not accepted by now: never will be.
+        engine = self._engine
+        if engine is None:
+            return
+        try:
+            engine.finish()
+        finally:
+            self._state.hub.remove(ws)
+            _run_hooks(self._app, self._state.duplex.disconnect_hooks, ws, self._rule)
+            self._state.connection_finished()
+
+
+def _handler_failed(app: Flask, ws: WebSocket, exc: Exception) -> None:
+    if isinstance(exc, ConnectionClosed) and ws.state is not State.OPEN:
+        return  # The peer left, or the connection was closed: not an error.
+    report(app, exc)
+    ws.close(1011)
+
+
+def _run_hooks(app: Flask, hooks: Iterable[Hook], ws: WebSocket, rule: str) -> bool:
+    """Run every hook; log each one that raises, with the route. False if any raised."""
+    ok = True
+    for hook in hooks:
+        try:
+            hook(ws)
+        except Exception:
+            ok = False
+            app.logger.exception(
+                "flask-duplex: hook %s failed for %s on route %s",
+                getattr(hook, "__qualname__", hook),
+                ws.id,
+                rule,
+            )
+    return ok
+
+
+def report(app: Flask, exc: BaseException) -> None:
+    """Hand the handler's exception to Flask's error logging and signal."""
+    got_request_exception.send(app, _async_wrapper=app.ensure_sync, exception=exc)
+    app.log_exception((type(exc), exc, exc.__traceback__))  # type: ignore[arg-type]
+
+
+def _shutting_down() -> Response:
+    return Response(
+        "This server is shutting down; connect again in a moment.\n",
+        503,
+        {"Content-Type": "text/plain; charset=utf-8", "Retry-After": "1"},
+    )
+
+
+_NO_SOCKET = "it does not hand over its sockets, so it cannot serve WebSockets"
+
+
+def _unsupported_server(state: DuplexState, environ: Any, why: str) -> Response:
+    software = str(environ.get("SERVER_SOFTWARE", "unknown"))
+    if state.warn_server_once(software):
+        logger.error(
+            "flask-duplex: cannot serve WebSockets on the WSGI server %r: %s. "
+            "The supported servers are: %s",
+            software,
+            why,
+            servers.supported_names(),
+        )
+    body = f"This server ({software}) cannot serve WebSocket connections.\n"
+    return Response(body, 501, {"Content-Type": "text/plain; charset=utf-8"})

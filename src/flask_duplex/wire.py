@@ -1,0 +1,131 @@
+"""The websockets ``ServerProtocol``, as the engine drives it.
+
+websockets parses and serializes frames and runs the closing handshake; it
+does no I/O. Three things differ from how its own servers use it, each to
+keep a connection's memory bounded whatever the peer sends:
+
+* **Frames are handed over as they are parsed**, to a :class:`FrameSink` (the
+  engine), instead of collecting in a list of events: a message lands in the
+  connection's inbox the moment its last frame is parsed.
+* **Parsing pauses when the inbox is full.** Before each frame the parser asks
+  the sink; while it says ``parse_paused()``, the frame stays unparsed in the
+  protocol's buffer, which holds at most what one read brought. This matters
+  with compression: one 64 KiB read can hold a hundred small frames that each
+  inflate to a megabyte. :meth:`ServerProtocol.resume_parsing` goes on once
+  the inbox has room.
+* **Pings are answered by the sink, not queued by the protocol.** websockets
+  queues a pong for every ping; a peer that floods pings and never reads would
+  grow that queue without end. The sink keeps at most one pong waiting (RFC
+  6455 5.5.3 allows answering only the most recent ping).
+
+The WSGI server has already parsed the request head, so parsing starts at
+frames.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from typing import Any, Protocol
+
+from websockets.frames import Frame, Opcode
+from websockets.protocol import Protocol as WebSocketsProtocol
+from websockets.protocol import State
+from websockets.server import ServerProtocol as WebSocketsServerProtocol
+from websockets.streams import StreamReader
+
+__all__ = ["FrameSink", "ServerProtocol"]
+
+_TEXT, _BINARY, _CONT = Opcode.TEXT, Opcode.BINARY, Opcode.CONT
+_PING, _PONG, _CLOSE = Opcode.PING, Opcode.PONG, Opcode.CLOSE
+_OPEN = State.OPEN
+
+
+class FrameSink(Protocol):
+    """Where the protocol hands the frames it parses (the engine)."""
+
+    def on_data(self, frame: Frame) -> None:
+        """A text, binary or continuation frame of a message."""
+
+    def on_ping(self, data: bytes) -> None:
+        """A ping: answer it (the latest one at least) with a pong."""
+
+    def on_pong(self, data: bytes) -> None:
+        """A pong."""
+
+    def parse_paused(self) -> bool:
+        """Whether the next frame must wait (the inbox is full)."""
+
+
+class _PausableReader(StreamReader):
+    """The protocol's input buffer; it holds the next frame back while the sink is full."""
+
+    def __init__(self, protocol: ServerProtocol) -> None:
+        super().__init__()
+        self._protocol = protocol
+        self.paused = False
+
+    def at_eof(self) -> Generator[None, None, bool]:
+        # The parser calls this before each frame, and only there.
+        sink = self._protocol.sink
+        while sink is not None and self._protocol.state is _OPEN and sink.parse_paused():
+            self.paused = True
+            yield
+        self.paused = False
+        return (yield from super().at_eof())
+
+
+class ServerProtocol(WebSocketsServerProtocol):
+    """websockets' server protocol, with frames handed to a sink (see the module's docstring)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        #: Receives the frames; set by the engine when the connection opens.
+        self.sink: FrameSink | None = None
+        self._input = _PausableReader(self)
+        self.reader = self._input
+        # websockets started its parser on the reader it made; start ours on this one.
+        self.parser = self.parse()
+        next(self.parser)
+
+    def parse(self) -> Generator[None]:
+        # The WSGI server has read and parsed the request head; what the client
+        # sends from here on is frames. (ServerProtocol.parse would parse an
+        # HTTP request first, and keep it alive as long as the connection.)
+        yield from WebSocketsProtocol.parse(self)
+
+    @property
+    def parse_paused(self) -> bool:
+        """Whether parsing waits for room in the inbox (see :meth:`resume_parsing`)."""
+        return self._input.paused
+
+    def resume_parsing(self) -> None:
+        """Parse what waits in the buffer, now that the sink has room."""
+        if self._input.paused:
+            next(self.parser)
+
+    def buffered(self) -> int:
+        """Bytes received and not parsed yet."""
+        return len(self._input.buffer)
+
+    def recv_frame(self, frame: Frame) -> None:
+        sink = self.sink
+        assert sink is not None
+        opcode = frame.opcode
+        if opcode is _PING:
+            # Answered by the sink, at most one pong waiting; none once closing.
+            if self.state is _OPEN:
+                sink.on_ping(bytes(frame.data))
+            return
+        if opcode is _PONG:
+            sink.on_pong(bytes(frame.data))
+            return
+        if opcode is _CLOSE:
+            # RFC 6455 5.4 lets control frames come between the fragments of a
+            # message. A close there ends the connection cleanly and drops the
+            # unfinished message; websockets would fail the connection with 1002.
+            self.current_size = None
+        # websockets checks the fragment sequence and runs the closing handshake.
+        super().recv_frame(frame)
+        self.events.clear()
+        if opcode is not _CLOSE:
+            sink.on_data(frame)

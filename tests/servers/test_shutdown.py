@@ -1,0 +1,73 @@
+"""Graceful shutdown: stopping the server sends every connection 1001, then the process exits.
+
+Each server is stopped the way its users stop it: Ctrl-C (SIGINT) on
+``app.run()``; SIGTERM to gunicorn's master (what a process manager sends),
+or SIGINT to its whole process group (Ctrl-C in a terminal); SIGTERM or
+SIGINT to a standalone gevent or eventlet server.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from contextlib import ExitStack
+
+import pytest
+from websockets.exceptions import ConnectionClosed as ClientClosed
+from websockets.sync.client import connect
+
+from tests.support.servers import running
+
+CASES = [
+    ("werkzeug", signal.SIGINT, "process"),
+    ("werkzeug", signal.SIGTERM, "process"),
+    ("gunicorn-gthread", signal.SIGTERM, "process"),
+    ("gunicorn-gthread", signal.SIGINT, "group"),
+    ("gunicorn-gevent", signal.SIGTERM, "process"),
+    ("gunicorn-gevent", signal.SIGINT, "group"),
+    ("gunicorn-eventlet", signal.SIGTERM, "process"),
+    ("gevent", signal.SIGTERM, "process"),
+    ("gevent", signal.SIGINT, "process"),
+    ("eventlet", signal.SIGTERM, "process"),
+    ("eventlet", signal.SIGINT, "process"),
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "signum", "target"), CASES, ids=[f"{n}-{s.name}" for n, s, _ in CASES]
+)
+def test_stopping_the_server_closes_connections_with_1001(
+    name: str, signum: signal.Signals, target: str
+) -> None:
+    """Open connections get 1001 at once, their handlers and hooks finish, the process exits."""
+    with running(name) as server, ExitStack() as stack:
+        clients = [
+            stack.enter_context(connect(f"{server.url}/lifecycle/echo", close_timeout=2))
+            for _ in range(3)
+        ]
+        for ws in clients:
+            ws.send("here")
+            assert ws.recv(timeout=5) == "here"
+        started = time.monotonic()
+        if target == "group":
+            os.killpg(server.process.pid, signum)
+        else:
+            os.kill(server.process.pid, signum)
+        for ws in clients:
+            with pytest.raises(ClientClosed) as closed:
+                ws.recv(timeout=5)
+            assert closed.value.rcvd is not None, f"no close frame: {closed.value}"
+            assert closed.value.rcvd.code == 1001
+        closed_after = time.monotonic() - started
+        server.process.wait(timeout=15)
+        exited_after = time.monotonic() - started
+        log = server.log()
+    print(f"{name} {signum.name}: 1001 after {closed_after:.2f}s, exit after {exited_after:.2f}s")
+    assert log.count("echo: loop ended with 1001") == 3, log
+    assert log.count("disconnect /lifecycle/echo 1001") == 3, log
+    # gunicorn 25.3 (the last with an eventlet worker) forwards SIGTERM to its
+    # workers about 2 s after it gets it (strace shows the worker's signal
+    # arrive then); its workers then close at once.
+    assert closed_after < (4.0 if name == "gunicorn-eventlet" else 2.0)
+    assert exited_after < 8.0

@@ -15,6 +15,7 @@ from flask import Blueprint, Flask, Response, current_app, has_app_context, requ
 from flask.signals import got_request_exception
 
 from . import servers
+from .browser import register_client
 from .connection import WebSocket
 from .errors import ConnectionClosed, UnsupportedServer
 from .handshake import Rejected, negotiate
@@ -111,7 +112,7 @@ class Duplex:
             self.init_app(app)
 
     def init_app(self, app: Flask) -> None:
-        """Register the WebSocket routes and the ``DUPLEX_*`` config defaults on ``app``.
+        """Register the WebSocket routes, the ``DUPLEX_*`` config defaults and ``duplex.js``.
 
         Raises:
             ValueError: A ``DUPLEX_*`` config value is invalid; the message names it.
@@ -128,6 +129,7 @@ class Duplex:
             presence_ttl=float(app.config["DUPLEX_PRESENCE_TTL"]),
         )
         app.extensions["duplex"] = DuplexState(self, app, hub)
+        register_client(app)  # duplex.js, at url_for("flask_duplex.client")
         self._apps.add(app)
         for route in self._routes:
             self._add_rule(app, route)

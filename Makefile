@@ -9,7 +9,7 @@ BENCH_VENV := .venv-bench
 BENCH_BIN := $(BENCH_VENV)/bin
 BENCH_STAMP := $(BENCH_VENV)/.installed
 
-.PHONY: demo test lint bench bench-smoke bench-env clean redis-server
+.PHONY: demo test lint bench bench-smoke bench-env clean redis-server chromium
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -28,7 +28,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check src tests examples bench
 	$(BIN)/mypy
 
-test: lint redis-server $(BENCH_STAMP)
+test: lint redis-server chromium $(BENCH_STAMP)
 	$(BIN)/python -m pytest
 
 # The Redis hub tests start a real redis-server; install it where it is missing.
@@ -36,6 +36,17 @@ redis-server:
 	@command -v redis-server >/dev/null || { \
 		echo "installing redis-server (Debian package)"; \
 		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q redis-server; }
+
+# The browser tests drive Debian's Chromium through Playwright, never a browser
+# that Playwright downloads; install it where it is missing.
+CHROMIUM := /usr/bin/chromium
+chromium:
+	@test -x $(CHROMIUM) || { \
+		echo "installing chromium and fonts-dejavu-core (Debian packages) for the browser tests"; \
+		{ apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium fonts-dejavu-core; } \
+		&& test -x $(CHROMIUM) \
+		|| { echo "error: the browser tests need $(CHROMIUM) and could not install it;" \
+			"as root, run: apt-get install chromium fonts-dejavu-core" >&2; exit 1; }; }
 
 $(BENCH_STAMP): pyproject.toml
 	test -x $(BENCH_BIN)/python || $(PYTHON) -m venv $(BENCH_VENV)

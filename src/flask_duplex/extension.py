@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from flask import Blueprint, Flask, current_app, has_app_context
 
 from . import shutdown
+from .browser import register_client
 from .connection import WebSocket, check_close
 from .hub import Hub, create_hub, encode_message
 from .options import CONFIG_PREFIX, Options, check_names
@@ -152,7 +153,7 @@ class Duplex:
             self.init_app(app)
 
     def init_app(self, app: Flask) -> None:
-        """Register the WebSocket routes and the ``DUPLEX_*`` config defaults on ``app``.
+        """Register the WebSocket routes, the ``DUPLEX_*`` config defaults and ``duplex.js``.
 
         Calling it again for the same app does nothing.
 
@@ -182,6 +183,7 @@ class Duplex:
         )
         state = DuplexState(self, app, hub)
         app.extensions["duplex"] = state
+        register_client(app)  # duplex.js, at url_for("flask_duplex.client")
         self._apps.add(app)
         shutdown.watch(state)
         for route in self._routes:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 import time
 
-from flask import Blueprint, Flask, abort, g, jsonify, request, session
+from flask import Blueprint, Flask, abort, g, jsonify, render_template, request, session
 
 from flask_duplex import BackendUnavailable, ConnectionClosed, Duplex, WebSocket
 from tests.support.lifecycle_routes import lifecycle_blueprint
@@ -205,6 +206,28 @@ def room(ws: WebSocket, name: str) -> None:
             duplex.broadcast(message, to=name)
 
 
+@duplex.route("/client-test/echo")
+def client_test_echo(ws: WebSocket) -> None:
+    # For the browser client (duplex.js): echoes JSON in numbered envelopes. A
+    # resume marker sets the number to continue from, and is logged; a few
+    # commands make the server close, or send what is not JSON.
+    last_id = 0
+    for message in ws:
+        value = json.loads(message)
+        command = value.get("type") if isinstance(value, dict) else None
+        if command == "resume":
+            print(f"client-test: resume {json.dumps(value.get('last_id'))}", flush=True)
+            last_id = value.get("last_id") or 0
+        elif command == "close":
+            ws.close(int(value["code"]), "asked to")
+            return
+        elif command == "raw":
+            ws.send(value["text"])
+        else:
+            last_id += 1
+            ws.send_json({"id": last_id, "echo": value})
+
+
 protected = Blueprint("protected", __name__, url_prefix="/private")
 
 
@@ -316,6 +339,10 @@ def create_app() -> Flask:
     @app.get("/plain")
     def plain() -> str:
         return "plain http"
+
+    @app.get("/client-test/")
+    def client_test_page() -> str:
+        return render_template("client_test.html")
 
     return app
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -35,6 +36,14 @@ class Server:
     def log(self) -> str:
         return self._log.read_text(errors="replace")
 
+    def kill(self) -> None:
+        """End the server and its children at once, as a crash would (SIGKILL)."""
+        try:
+            os.killpg(self.process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.process.wait(timeout=10)
+
     def wait_for_log(self, text: str, timeout: float = 5.0) -> str:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -46,9 +55,14 @@ class Server:
 
 
 @contextmanager
-def running(name: str, env: dict[str, str] | None = None) -> Iterator[Server]:
-    """Start the test app on server ``name``; stop it (and its children) on exit."""
-    port = free_port()
+def running(
+    name: str, env: dict[str, str] | None = None, port: int | None = None
+) -> Iterator[Server]:
+    """Start the test app on server ``name``; stop it (and its children) on exit.
+
+    ``port`` is a free one unless given: a restart passes the port it had.
+    """
+    port = port or free_port()
     with tempfile.TemporaryDirectory() as tmp:
         log = Path(tmp) / "server.log"
         with log.open("wb") as out:

@@ -271,6 +271,27 @@ class Duplex:
 
         return decorator
 
+    def serve(self, handler: Handler, view_args: dict[str, Any], **options: Any) -> Any:
+        """Serve the current upgrade request with ``handler``, as a route's view does.
+
+        For views that own their URL rule and settle the options per request
+        (``flask_duplex.compat`` does: flask-sock options live in each app's
+        config). Call it from a view of a rule marked ``websocket=True``, on an
+        app this ``Duplex`` serves, and return what it returns.
+
+        Args:
+            handler: Called as ``handler(ws, **view_args)``, as for :meth:`route`.
+            view_args: The keyword arguments for ``handler``.
+            **options: Connection options overriding the app's ``DUPLEX_*`` config.
+
+        Raises:
+            TypeError: An option name is unknown.
+            ValueError: An option value is invalid.
+        """
+        check_names(options)
+        route = _Route(request.path, handler, getattr(handler, "__name__", "handler"), options)
+        return self._serve(route, view_args)
+
     def _add_rule(self, target: Flask | Blueprint, route: _Route) -> None:
         def view(**view_args: Any) -> Any:
             return self._serve(route, view_args)

@@ -12,7 +12,9 @@ from .errors import (
     UnsupportedServer,
 )
 from .extension import Duplex, DuplexState
+from .lifecycle import State
 from .options import Options
+from .pong import Pong
 
 __all__ = [
     "BackendUnavailable",
@@ -23,6 +25,8 @@ __all__ = [
     "HandshakeRejected",
     "InvalidJSON",
     "Options",
+    "Pong",
+    "State",
     "UnsupportedServer",
     "WebSocket",
 ]

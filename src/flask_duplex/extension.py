@@ -10,7 +10,7 @@ import weakref
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from flask import Blueprint, Flask, current_app, has_app_context
+from flask import Blueprint, Flask, current_app, has_app_context, request
 
 from . import shutdown
 from .browser import register_client
@@ -373,6 +373,32 @@ class Duplex:
             return handler
 
         return decorator
+
+    def serve(self, handler: Handler, view_args: dict[str, Any], **options: Any) -> Any:
+        """Serve the current upgrade request with ``handler``, as a route's view does.
+
+        For views that own their URL rule and settle the options per request
+        (``flask_duplex.compat`` does: flask-sock options live in each app's
+        config). Call it from a view of a rule marked ``websocket=True``, on an
+        app this ``Duplex`` serves, and return what it returns.
+
+        Args:
+            handler: Called as ``handler(ws, **view_args)``, as for :meth:`route`.
+            view_args: The keyword arguments for ``handler``.
+            **options: Connection options overriding the app's ``DUPLEX_*`` config.
+
+        Raises:
+            TypeError: An option name is unknown.
+            ValueError: An option value is invalid.
+        """
+        check_names(options)
+        app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
+        state = _state(app)
+        if state.duplex is not self:
+            raise RuntimeError("this app is served by another Duplex; call that one's serve()")
+        rule = request.url_rule.rule if request.url_rule is not None else request.path
+        route = Route(rule, handler, getattr(handler, "__name__", "handler"), options)
+        return serve(state, route, view_args, Options.from_config(app.config, options))
 
     def _add_rule(self, target: Flask | Blueprint, route: Route) -> None:
         def view(**view_args: Any) -> Any:

@@ -53,8 +53,13 @@ logger = logging.getLogger("flask_duplex")
 Hook = Callable[[WebSocket], Any]
 
 
-def serve(state: DuplexState, route: Route, view_args: dict[str, Any]) -> Any:
-    """The view of a WebSocket route: run the handler for this upgrade request."""
+def serve(
+    state: DuplexState, route: Route, view_args: dict[str, Any], options: Options | None = None
+) -> Any:
+    """The view of a WebSocket route: run the handler for this upgrade request.
+
+    ``options`` replaces the route's options as read from the app's config.
+    """
     app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
     environ = request.environ
     adapter = servers.detect(environ)
@@ -66,7 +71,8 @@ def serve(state: DuplexState, route: Route, view_args: dict[str, Any]) -> Any:
         return _unsupported_server(state, environ, str(exc))
     if state.draining:
         return _shutting_down()
-    options = state.options_for(route)
+    if options is None:
+        options = state.options_for(route)
     result = negotiate(environ, options, adapter.request_protocol(environ))
     if isinstance(result, Rejected):
         return Response(result.body, result.status, result.headers)

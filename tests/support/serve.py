@@ -3,14 +3,18 @@
 Each server is started the way its users start it: gevent and eventlet
 monkey-patch first; gunicorn runs from its command line. With
 ``DUPLEX_TEST_TLS_CERT`` and ``DUPLEX_TEST_TLS_KEY`` set (PEM files), the
-server itself speaks TLS, with the options its users would pass.
+server itself speaks TLS, with the options its users would pass. With
+``DUPLEX_TEST_APP`` set (``module:attribute``), it serves that app instead of
+``tests.support.apps:app``.
 """
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 SERVERS = (
     "werkzeug",
@@ -21,17 +25,23 @@ SERVERS = (
     "gevent",
     "eventlet",
 )
-APP = "tests.support.apps:app"
+APP = os.environ.get("DUPLEX_TEST_APP", "tests.support.apps:app")
 
 
 CERT = os.environ.get("DUPLEX_TEST_TLS_CERT")
 KEY = os.environ.get("DUPLEX_TEST_TLS_KEY")
 
 
+def load_app() -> Any:
+    """The WSGI app named by ``APP``."""
+    module, _, attribute = APP.partition(":")
+    return getattr(importlib.import_module(module), attribute)
+
+
 def main() -> None:
     server, port = sys.argv[1], int(sys.argv[2])
     if server == "werkzeug":
-        from tests.support.apps import app
+        app = load_app()
 
         app.run(
             host="127.0.0.1", port=port, threaded=True, ssl_context=(CERT, KEY) if CERT else None
@@ -44,7 +54,7 @@ def main() -> None:
         monkey.patch_all()
         from gevent.pywsgi import WSGIServer
 
-        from tests.support.apps import app
+        app = load_app()
 
         tls = {"certfile": CERT, "keyfile": KEY} if CERT else {}
         WSGIServer(("127.0.0.1", port), app, **tls).serve_forever()
@@ -54,7 +64,7 @@ def main() -> None:
         eventlet.monkey_patch()
         import eventlet.wsgi
 
-        from tests.support.apps import app
+        app = load_app()
 
         listener = eventlet.listen(("127.0.0.1", port))
         if CERT:
@@ -63,7 +73,7 @@ def main() -> None:
     elif server == "wsgiref":
         from wsgiref.simple_server import make_server
 
-        from tests.support.apps import app
+        app = load_app()
 
         make_server("127.0.0.1", port, app).serve_forever()
     else:

@@ -68,6 +68,22 @@ def test_receive_timeout_returns_none(werkzeug_server: Server) -> None:
         assert ws.recv(timeout=5) == "still open"
 
 
+def test_receive_with_zero_timeout_reads_the_socket(werkzeug_server: Server) -> None:
+    """A handler polling receive(timeout=0) gets a message at once, not at the reactor's tick."""
+    with connect(f"{werkzeug_server.url}/poll") as ws:
+        ws.send("warm up")
+        assert ws.recv(timeout=5) == "warm up"
+        delays = []
+        for index in range(10):
+            started = time.monotonic()
+            ws.send(str(index))
+            assert ws.recv(timeout=5) == str(index)
+            delays.append(time.monotonic() - started)
+        ws.send("stop")
+    delays.sort()
+    assert delays[5] < 0.02, delays  # The reactor takes a socket back 50 ms after a receive().
+
+
 def test_message_over_max_size_closes_1009(werkzeug_server: Server) -> None:
     """A message over max_message_size closes the connection with 1009."""
     with connect(f"{werkzeug_server.url}/echo-small") as ws:

@@ -402,13 +402,17 @@ class Engine:
         sock = self._sock
         wait_for_socket = self._reactor.wait
         more = False  # The last read filled the buffer: more is likely waiting.
+        looked = False  # The socket was asked at least once (receive(timeout=0) reads too).
         while True:
             if deadline is None:
                 wait = None
             else:
                 wait = deadline - time.monotonic()
                 if wait <= 0:
-                    return None
+                    if looked:
+                        return None
+                    wait = 0.0
+            looked = True
             if not more and not wait_for_socket(sock, False, wait):
                 continue
             data = recv(sock)

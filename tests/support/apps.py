@@ -91,6 +91,19 @@ def receive_timeout(ws: WebSocket) -> None:
         ws.send(message)
 
 
+@duplex.route("/poll")
+def poll(ws: WebSocket) -> None:
+    # A game-loop style handler: never waits in receive(), ticks in between.
+    while True:
+        message = ws.receive(timeout=0)
+        if message is None:
+            time.sleep(0.002)
+        elif message == "stop":
+            return
+        else:
+            ws.send(message)
+
+
 @duplex.route("/keepalive", ping_interval=0.3, ping_timeout=0.5)
 def keepalive(ws: WebSocket) -> None:
     try:

@@ -2,7 +2,10 @@
 
 The browser is Debian's Chromium at ``/usr/bin/chromium`` (``make test`` installs
 it with apt), never one that Playwright downloads. One browser serves the whole
-session; each test gets a fresh context (its own cookies and storage) and page.
+test module; each test gets a fresh context (its own cookies and storage) and
+page. (Not one per session: Playwright's sync API keeps an asyncio loop running
+on the main thread while it is started, which would break later tests that
+run their own loop.)
 
 Pages always come from the app under test, served by a real server started with
 :func:`tests.support.servers.running`, so that WebSockets are same-origin::
@@ -43,9 +46,9 @@ WAIT_MS = 10_000
 expect.set_options(timeout=WAIT_MS)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    """Debian's Chromium, headless, for the whole test session."""
+    """Debian's Chromium, headless, for one test module."""
     if not os.access(CHROMIUM, os.X_OK):
         pytest.fail(
             f"the browser tests need {CHROMIUM}: run `make test`, which installs it, "

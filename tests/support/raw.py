@@ -72,7 +72,7 @@ class RawClient:
     def read_until_eof(self, timeout: float = 5.0) -> bytes:
         """Everything the server sends until it closes the TCP connection."""
         deadline = time.monotonic() + timeout
-        data = self.buffer
+        data = bytearray(self.buffer)  # Not bytes: appending to bytes copies everything again.
         self.buffer = b""
         while time.monotonic() < deadline:
             self.sock.settimeout(max(0.01, deadline - time.monotonic()))
@@ -81,7 +81,7 @@ class RawClient:
             except TimeoutError:
                 break
             if not chunk:
-                return data
+                return bytes(data)
             data += chunk
         raise AssertionError(f"server did not close within {timeout}s; got {data[:200]!r}...")
 

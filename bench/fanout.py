@@ -1,11 +1,13 @@
 """Broadcast fan-out: one 100 B message to 1,000 connections, time until all have it.
 
 ``python -m bench.fanout`` (``make bench`` runs it after the echo scenarios). Flask-Duplex's
-``duplex.broadcast()`` in one process and through Redis, beside the ``broadcast()`` of
-websockets' asyncio server. Each round triggers one broadcast (an HTTP POST for Flask-Duplex, a
-message on a control connection for websockets) and times, from just before the trigger, the
-arrival of the message at every connection. Prints a table, writes bench/results/fanout.json and
-fanout.md, and with ``--write-docs`` puts the table in docs/benchmarks.md.
+``duplex.broadcast()`` in one process, through Redis in one process, and through Redis to
+two gunicorn workers that share the 1,000 connections (what scaling out costs), beside the
+``broadcast()`` of websockets' asyncio server. Each round triggers one broadcast (an HTTP POST
+for Flask-Duplex, a message on a control connection for websockets) and times, from just before
+the trigger, the arrival of the message at every connection. Prints a table, writes
+bench/results/fanout.json and fanout.md, and with ``--write-docs`` puts the table in
+docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import argparse
 import asyncio
 import json
 import os
+import re
 import statistics
 import sys
 import time
@@ -41,7 +44,7 @@ ROUNDS = 5
 ROUND_TIMEOUT = 10.0
 
 
-def _gunicorn_gevent(port: int) -> list[str]:
+def _gunicorn_gevent(port: int, workers: int = 1) -> list[str]:
     return [
         sys.executable,
         "-m",
@@ -49,7 +52,7 @@ def _gunicorn_gevent(port: int) -> list[str]:
         "-k",
         "gevent",
         "-w",
-        "1",
+        str(workers),
         "--worker-connections",
         "4096",
         "-b",
@@ -70,6 +73,12 @@ def _websockets(port: int) -> list[str]:
 CONTENDERS: list[tuple[str, Callable[[int], list[str]], bool, str]] = [
     ("Flask-Duplex / gunicorn gevent, in-process", _gunicorn_gevent, False, "http"),
     ("Flask-Duplex / gunicorn gevent, through Redis", _gunicorn_gevent, True, "http"),
+    (
+        "Flask-Duplex / gunicorn gevent, 2 workers, through Redis",
+        lambda port: _gunicorn_gevent(port, workers=2),
+        True,
+        "http",
+    ),
     ("Flask-Duplex / Werkzeug, in-process", _werkzeug, False, "http"),
     ("websockets / asyncio, broadcast()", _websockets, False, "ws"),
 ]
@@ -150,7 +159,8 @@ def run() -> dict[str, object]:
             with _redis() if uses_redis else _nothing() as url:
                 if url:
                     os.environ["DUPLEX_MESSAGE_QUEUE"] = url
-                log = RESULTS / "logs" / f"fanout-{label.split(',')[0].replace(' / ', '-')}.log"
+                slug = re.sub(r"[^a-z0-9]+", "-", label.lower()).strip("-")
+                log = RESULTS / "logs" / f"fanout-{slug}.log"
                 with started_server(
                     command, cwd=ROOT, log=log, core=SERVER_CORE if pin else None
                 ) as server:

@@ -16,7 +16,7 @@ from . import shutdown
 from .browser import register_client
 from .connection import WebSocket, check_close
 from .hub import Hub, create_hub, encode_message
-from .options import CONFIG_PREFIX, Options, check_names
+from .options import CONFIG_PREFIX, AppSettings, Options, check_names
 from .serving import Hook, serve
 
 if TYPE_CHECKING:
@@ -50,14 +50,16 @@ class DuplexState:
     Attributes:
         duplex: The :class:`Duplex` bound to the app.
         hub: The rooms, broadcast and presence backend of the app.
+        settings: The app-wide settings (``DUPLEX_MESSAGE_QUEUE`` and the like).
         shutdown_timeout: Seconds a graceful shutdown waits for handlers.
         draining: New connections are refused (503): the server is shutting down.
     """
 
-    def __init__(self, duplex: Duplex, app: Flask, hub: Hub) -> None:
+    def __init__(self, duplex: Duplex, app: Flask, hub: Hub, settings: AppSettings) -> None:
         self.duplex = duplex
         self.hub = hub
-        self.shutdown_timeout = float(app.config["DUPLEX_SHUTDOWN_TIMEOUT"])
+        self.settings = settings
+        self.shutdown_timeout = settings.shutdown_timeout
         self.draining = False
         self._app = weakref.ref(app)
         self._config = app.config
@@ -107,6 +109,10 @@ class DuplexState:
                 self._idle.wait(left)
             return self._open
 
+    def close(self) -> None:
+        """Stop the app's background work: the Redis hub's threads. See :meth:`Duplex.close`."""
+        self.hub.close()
+
     def test_client(self, http: FlaskClient | None = None, *, timeout: float = 5.0) -> TestClient:
         """A client for this app's WebSocket routes; see :meth:`Duplex.test_client`."""
         from .testing import TestClient
@@ -128,16 +134,20 @@ class Duplex:
         self,
         app: Flask | None = None,
         *,
-        message_queue: str | None = None,
+        message_queue: Any = None,
         channel: str | None = None,
     ) -> None:
         """
         Args:
             app: The app to serve now; or call :meth:`init_app` later.
-            message_queue: A ``redis://`` URL shared by every process that
-                serves or publishes; overrides ``DUPLEX_MESSAGE_QUEUE``. A
-                process with no app (a worker job) can still broadcast with it.
-            channel: The Redis channel and key prefix; overrides ``DUPLEX_CHANNEL``.
+            message_queue: A ``redis://`` or ``rediss://`` URL (or a
+                ``redis.Redis`` client) shared by every process that serves or
+                publishes; overrides ``DUPLEX_MESSAGE_QUEUE``. A process with
+                no app (a worker job) can still broadcast with it.
+            channel: The Redis channel and key prefix; overrides
+                ``DUPLEX_CHANNEL``. A process with no app must give the
+                serving app's channel (``"flask-duplex:<import name>"`` unless
+                the app sets its own).
         """
         self._routes: list[Route] = []
         self._apps: weakref.WeakSet[Flask] = weakref.WeakSet()  # For routes added late.
@@ -171,18 +181,22 @@ class Duplex:
             )
         for name, default in _OPTION_DEFAULTS.items():
             app.config.setdefault(CONFIG_PREFIX + name.upper(), default)
-        app.config.setdefault("DUPLEX_MESSAGE_QUEUE", None)
-        app.config.setdefault("DUPLEX_CHANNEL", "flask-duplex")
-        app.config.setdefault("DUPLEX_PRESENCE_TTL", 30.0)
-        app.config.setdefault("DUPLEX_SHUTDOWN_TIMEOUT", 5.0)
+        for key, default in AppSettings.config_defaults(app.import_name).items():
+            app.config.setdefault(key, default)
         Options.from_config(app.config)
-        hub = create_hub(
-            self._message_queue or app.config["DUPLEX_MESSAGE_QUEUE"],
-            channel=self._channel or app.config["DUPLEX_CHANNEL"],
-            presence_ttl=float(app.config["DUPLEX_PRESENCE_TTL"]),
+        settings = AppSettings.from_config(
+            app.config, message_queue=self._message_queue, channel=self._channel
         )
-        state = DuplexState(self, app, hub)
+        hub = create_hub(
+            settings.message_queue,
+            channel=settings.channel,
+            presence_ttl=settings.presence_ttl,
+            timeout=settings.redis_timeout,
+        )
+        state = DuplexState(self, app, hub, settings)
         app.extensions["duplex"] = state
+        # An app dropped by its factory (tests make many) stops its hub's threads.
+        weakref.finalize(app, hub.close)
         register_client(app)  # duplex.js, at url_for("flask_duplex.client")
         self._apps.add(app)
         shutdown.watch(state)
@@ -269,6 +283,23 @@ class Duplex:
         check_close(code, reason)
         return _state(self._app()).close_all(code, reason, timeout)
 
+    def close(self) -> None:
+        """Stop the background work of the current app's hub, and of a publisher without app.
+
+        With Redis, the subscriber and presence threads end before this
+        returns; afterwards ``broadcast``, ``send_to`` and ``members`` raise
+        :class:`BackendUnavailable`. Open connections are not closed (see
+        :meth:`close_all`). A stopping server calls it after its connections
+        ended, and an app that is garbage collected stops its hub by itself.
+        """
+        app = self._app_or_none()
+        if app is not None:
+            _state(app).close()
+        with self._publisher_lock:
+            publisher, self._publisher = self._publisher, None
+        if publisher is not None:
+            publisher.close()
+
     def _app(self) -> Flask:
         """The app to act on: the current app, else the only app.
 
@@ -298,15 +329,16 @@ class Duplex:
         app = self._app_or_none()
         if app is not None:
             return _state(app).hub, app.json.dumps
-        if self._message_queue is None:
+        if self._message_queue is None or self._channel is None:
             raise RuntimeError(
-                "this Duplex has no app and no message_queue: call init_app(app), or "
-                "pass message_queue='redis://...' to publish from a process without routes"
+                "this Duplex has no app: call init_app(app), or to publish from a process "
+                "without routes pass message_queue='redis://...' and channel= the serving "
+                "app's DUPLEX_CHANNEL ('flask-duplex:<its import name>' by default)"
             )
         with self._publisher_lock:
             if self._publisher is None:
                 self._publisher = create_hub(
-                    self._message_queue, channel=self._channel or "flask-duplex", presence_ttl=30.0
+                    self._message_queue, channel=self._channel, presence_ttl=30.0
                 )
         return self._publisher, json.dumps
 

@@ -10,7 +10,7 @@ import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-__all__ = ["CONFIG_PREFIX", "Options"]
+__all__ = ["CONFIG_PREFIX", "AppSettings", "Options"]
 
 CONFIG_PREFIX = "DUPLEX_"
 
@@ -126,3 +126,60 @@ def _is_int(value: Any) -> bool:
 
 def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+@dataclasses.dataclass(frozen=True)
+class AppSettings:
+    """The app-wide settings (config keys only, no route keywords).
+
+    Attributes:
+        message_queue: ``None`` (in-process), a ``redis://`` URL, or a
+            ``redis.Redis`` client (``DUPLEX_MESSAGE_QUEUE``).
+        channel: The Redis channel and key prefix (``DUPLEX_CHANNEL``); by
+            default ``"flask-duplex:"`` and the app's import name, so that two
+            apps on one Redis never mix.
+        presence_ttl: Seconds before a crashed process's members leave
+            (``DUPLEX_PRESENCE_TTL``).
+        redis_timeout: Seconds any one Redis call may take before it raises
+            ``BackendUnavailable`` (``DUPLEX_REDIS_TIMEOUT``).
+        shutdown_timeout: Seconds a stopping process waits for handlers
+            (``DUPLEX_SHUTDOWN_TIMEOUT``).
+    """
+
+    message_queue: Any = None
+    channel: str = "flask-duplex"
+    presence_ttl: float = 30.0
+    redis_timeout: float = 0.5
+    shutdown_timeout: float = 5.0
+
+    def __post_init__(self) -> None:
+        for name in ("presence_ttl", "redis_timeout", "shutdown_timeout"):
+            value = getattr(self, name)
+            if not _is_number(value) or value <= 0:
+                key = CONFIG_PREFIX + name.upper()
+                raise ValueError(f"{key} must be a positive number, not {value!r}")
+        if not isinstance(self.channel, str) or not self.channel:
+            raise ValueError(f"DUPLEX_CHANNEL must be a non-empty string, not {self.channel!r}")
+
+    @classmethod
+    def config_defaults(cls, import_name: str) -> dict[str, Any]:
+        """The ``DUPLEX_*`` defaults for an app with this import name."""
+        values = {
+            CONFIG_PREFIX + field.name.upper(): field.default for field in dataclasses.fields(cls)
+        }
+        values["DUPLEX_CHANNEL"] = f"flask-duplex:{import_name}"
+        return values
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any], **overrides: Any) -> AppSettings:
+        """Read the settings from an app config; ``overrides`` that are not ``None`` win.
+
+        Raises:
+            ValueError: A value has the wrong type or range; the message names its key.
+        """
+        values = {
+            field.name: config.get(CONFIG_PREFIX + field.name.upper(), field.default)
+            for field in dataclasses.fields(cls)
+        }
+        values.update({name: value for name, value in overrides.items() if value is not None})
+        return cls(**values)

@@ -115,6 +115,8 @@ def _at_exit() -> None:
     deadline = time.monotonic() + max(state.shutdown_timeout for state in states)
     for state in states:
         state.close_all(1001, GOING_AWAY_REASON, max(0.0, deadline - time.monotonic()))
+    for state in states:
+        state.close()  # The hub's threads, once the connections are done with it.
 
 
 def _chain(signum: int) -> None:

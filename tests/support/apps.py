@@ -15,6 +15,12 @@ from tests.support.lifecycle_routes import lifecycle_blueprint
 duplex = Duplex()
 lifecycle = lifecycle_blueprint(duplex)
 
+if os.environ.get("DUPLEX_TEST_CLOCK_SKEW"):
+    # This process's wall clock runs this many seconds off (presence must not care).
+    _real_time = time.time
+    _skew = float(os.environ["DUPLEX_TEST_CLOCK_SKEW"])
+    time.time = lambda: _real_time() + _skew
+
 
 @duplex.route("/echo")
 def echo(ws: WebSocket) -> None:
@@ -205,6 +211,16 @@ def bad_send(ws: WebSocket) -> None:
     ws.receive()
 
 
+@duplex.route("/first-broadcast/<name>")
+def first_broadcast(ws: WebSocket, name: str) -> None:
+    # Joins and broadcasts to its own room at once: the process must be subscribed.
+    ws.join(name)
+    duplex.broadcast(f"first {ws.id}", to=name)
+    for message in ws:
+        if message == "whoami":
+            ws.send(ws.id)
+
+
 @duplex.route("/room/<name>")
 def room(ws: WebSocket, name: str) -> None:
     ws.join(name)
@@ -284,6 +300,8 @@ def create_app() -> Flask:
     app.config["DUPLEX_CLOSE_TIMEOUT"] = float(os.environ.get("DUPLEX_TEST_CLOSE_TIMEOUT", "2"))
     app.config["DUPLEX_MESSAGE_QUEUE"] = os.environ.get("DUPLEX_TEST_MESSAGE_QUEUE")
     app.config["DUPLEX_PRESENCE_TTL"] = float(os.environ.get("DUPLEX_TEST_PRESENCE_TTL", "30"))
+    app.config["DUPLEX_REDIS_TIMEOUT"] = float(os.environ.get("DUPLEX_TEST_REDIS_TIMEOUT", "0.5"))
+    app.config["DUPLEX_CHANNEL"] = os.environ.get("DUPLEX_TEST_CHANNEL", "duplex-tests")
     duplex.init_app(app)
     app.register_blueprint(protected)
     app.register_blueprint(outer)
@@ -329,6 +347,19 @@ def create_app() -> Flask:
         try:
             for _ in range(int(request.form.get("n", "1"))):
                 duplex.send_to(connection_id, request.form["text"])
+        except BackendUnavailable as exc:
+            return str(exc), 503
+        return "", 204
+
+    @app.post("/mixed")
+    def mixed() -> object:
+        # One thread, one connection: broadcasts and send_to in turn, numbered.
+        try:
+            for index in range(int(request.form["n"])):
+                if index % 2:
+                    duplex.send_to(request.form["id"], str(index))
+                else:
+                    duplex.broadcast(str(index), to=request.form["to"])
         except BackendUnavailable as exc:
             return str(exc), 503
         return "", 204

@@ -3,20 +3,38 @@
 from __future__ import annotations
 
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
+
+import redis
 
 from tests.support.servers import free_port
 
 
 class RedisServer:
-    def __init__(self, port: int, workdir: str) -> None:
+    """One redis-server process; ``tls`` is a (cert, key, ca) triple of PEM files."""
+
+    def __init__(
+        self,
+        port: int,
+        workdir: str,
+        password: str | None = None,
+        tls: tuple[Path, Path, Path] | None = None,
+    ) -> None:
         self.port = port
-        self.url = f"redis://127.0.0.1:{port}/0"
+        self.password = password
+        self.tls = tls
+        auth = f":{password}@" if password else ""
+        if tls is None:
+            self.url = f"redis://{auth}127.0.0.1:{port}/0"
+        else:
+            self.url = f"rediss://{auth}127.0.0.1:{port}/0?ssl_ca_certs={tls[2]}"
         self._workdir = workdir
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -24,23 +42,18 @@ class RedisServer:
         binary = shutil.which("redis-server")
         if binary is None:
             raise RuntimeError("redis-server is not installed (make test installs it)")
-        self.process = subprocess.Popen(
-            [
-                binary,
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                self._workdir,
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        args = [binary, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+        args += ["--dir", self._workdir]
+        if self.tls is None:
+            args += ["--port", str(self.port)]
+        else:
+            cert, key, ca = self.tls
+            args += ["--port", "0", "--tls-port", str(self.port), "--tls-cert-file", str(cert)]
+            args += ["--tls-key-file", str(key), "--tls-ca-cert-file", str(ca)]
+            args += ["--tls-auth-clients", "no"]
+        if self.password:
+            args += ["--requirepass", self.password]
+        self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             try:
@@ -55,13 +68,29 @@ class RedisServer:
             self.process.kill()
             self.process.wait(timeout=10)
 
+    def freeze(self) -> None:
+        """Stall the server (SIGSTOP): connections stay open, nothing answers."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGCONT)
+
+    def client(self) -> redis.Redis:
+        return redis.Redis.from_url(self.url, socket_timeout=5)
+
 
 @contextmanager
-def redis_server() -> Iterator[RedisServer]:
+def redis_server(
+    password: str | None = None, tls: tuple[Path, Path, Path] | None = None
+) -> Iterator[RedisServer]:
     with tempfile.TemporaryDirectory() as workdir:
-        server = RedisServer(free_port(), workdir)
+        server = RedisServer(free_port(), workdir, password=password, tls=tls)
         server.start()
         try:
             yield server
         finally:
+            if server.process is not None and server.process.poll() is None:
+                server.thaw()  # A frozen server would not die of SIGKILL until continued.
             server.stop()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .channels import ChannelClosed, ChannelOverflow, Subscription
 from .connection import WebSocket
 from .errors import (
     BackendUnavailable,
@@ -15,10 +16,14 @@ from .extension import Duplex, DuplexState
 from .lifecycle import State
 from .options import Options
 from .pong import Pong
+from .tasks import DeploymentTask, Task, TaskCancelled
 
 __all__ = [
     "BackendUnavailable",
+    "ChannelClosed",
+    "ChannelOverflow",
     "ConnectionClosed",
+    "DeploymentTask",
     "Duplex",
     "DuplexError",
     "DuplexState",
@@ -27,6 +32,9 @@ __all__ = [
     "Options",
     "Pong",
     "State",
+    "Subscription",
+    "Task",
+    "TaskCancelled",
     "UnsupportedServer",
     "WebSocket",
 ]

@@ -14,10 +14,13 @@ from flask import Blueprint, Flask, current_app, has_app_context, request
 
 from . import shutdown
 from .browser import register_client
+from .channels import Channels, Subscription
 from .connection import WebSocket, check_close
 from .hub import Hub, create_hub, encode_message
 from .options import CONFIG_PREFIX, AppSettings, Options, check_names
 from .serving import Hook, serve
+from .tasks import DeploymentTask, Task, Tasks
+from .tasks import sleep as task_sleep
 
 if TYPE_CHECKING:
     from flask.testing import FlaskClient
@@ -67,6 +70,17 @@ class DuplexState:
         self._warned_servers: set[str] = set()
         self._open = 0  # accepted connections whose handler has not finished
         self._idle = threading.Condition()
+        #: The app's background and deployment-wide tasks in this process.
+        self.tasks = Tasks(app)
+        #: The app's server-side channel subscriptions in this process.
+        self.channels = Channels()
+        loads = app.json.loads
+        channels = self.channels
+
+        def channel_message(channel: str, message: str | bytes, is_json: bool) -> None:
+            channels.deliver(channel, loads(message) if is_json else message)
+
+        hub.on_channel_message = channel_message
 
     @property
     def local_connections(self) -> set[WebSocket]:
@@ -110,7 +124,9 @@ class DuplexState:
             return self._open
 
     def close(self) -> None:
-        """Stop the app's background work: the Redis hub's threads. See :meth:`Duplex.close`."""
+        """Stop the app's background work in this process; see :meth:`Duplex.close`."""
+        self.tasks.cancel_all(self.settings.lease_ttl)
+        self.channels.close_all()
         self.hub.close()
 
     def test_client(self, http: FlaskClient | None = None, *, timeout: float = 5.0) -> TestClient:
@@ -195,8 +211,8 @@ class Duplex:
         )
         state = DuplexState(self, app, hub, settings)
         app.extensions["duplex"] = state
-        # An app dropped by its factory (tests make many) stops its hub's threads.
-        weakref.finalize(app, hub.close)
+        # An app dropped by its factory (tests make many) stops its tasks and hub.
+        weakref.finalize(app, _stop_dropped_app, state.tasks, hub)
         register_client(app)  # duplex.js, at url_for("flask_duplex.client")
         self._apps.add(app)
         shutdown.watch(state)
@@ -283,10 +299,109 @@ class Duplex:
         check_close(code, reason)
         return _state(self._app()).close_all(code, reason, timeout)
 
-    def close(self) -> None:
-        """Stop the background work of the current app's hub, and of a publisher without app.
+    # -- background work ------------------------------------------------------
 
-        With Redis, the subscriber and presence threads end before this
+    def start_background_task(
+        self, function: Callable[..., Any], *args: Any, **kwargs: Any
+    ) -> Task:
+        """Run ``function(*args, **kwargs)`` in the background, inside the app's context.
+
+        It runs as a thread, or as a greenlet under gevent and eventlet, to
+        match the server. An exception it raises is logged with its name. It
+        stops when it returns, or at its next :meth:`sleep` once cancelled
+        (``task.cancel()``, :meth:`close`, the process stopping).
+
+        Returns:
+            The :class:`~flask_duplex.tasks.Task`: ``cancel()``, ``join(timeout)``, ``done``.
+
+        Raises:
+            RuntimeError: No app: call :meth:`init_app` first.
+        """
+        state = _state(self._app())
+        name = getattr(function, "__qualname__", repr(function))
+        run = state.tasks.in_app_context(function, *args, **kwargs)
+        return state.tasks.start(Task(name, lambda _task: run()))
+
+    def start_deployment_task(
+        self, name: str, function: Callable[..., Any], *args: Any, **kwargs: Any
+    ) -> DeploymentTask:
+        """Run ``function(*args, **kwargs)`` in exactly one process of the deployment.
+
+        Every process that calls this with the same ``name`` competes for a
+        lease; the holder runs the function, inside the app's context, and the
+        others take over within ``DUPLEX_LEASE_TTL`` plus a third of it if the
+        holder dies. In-process (no Redis), this process is the deployment.
+        The function must call :meth:`sleep` at least every third of the lease:
+        that is where it stops when the lease is lost or the task cancelled.
+        When it returns, the lease is released; other processes still
+        competing may run it again.
+
+        Returns:
+            The :class:`~flask_duplex.tasks.DeploymentTask`; ``cancel()`` stops
+            competing (and the function, if it runs here).
+
+        Raises:
+            RuntimeError: No app: call :meth:`init_app` first.
+        """
+        state = _state(self._app())
+        run = state.tasks.in_app_context(function, *args, **kwargs)
+        task = DeploymentTask(name, state.hub, state.settings.lease_ttl, run)
+        state.hub.start()
+        return state.tasks.start(task)  # type: ignore[return-value]
+
+    def sleep(self, seconds: float) -> None:
+        """Sleep ``seconds``, as the server's concurrency model wants (a greenlet yields).
+
+        Raises:
+            TaskCancelled: Called in a background task that was cancelled.
+        """
+        task_sleep(seconds)
+
+    def subscribe(self, channel: str, *, max_queue: int = 1000) -> Subscription:
+        """Receive what any process publishes on ``channel`` from now on.
+
+        Args:
+            channel: The channel's name.
+            max_queue: Messages that may wait unread before the subscription is
+                closed (its ``get()`` then raises ``ChannelOverflow``).
+
+        Returns:
+            A :class:`~flask_duplex.channels.Subscription`: iterate over it, or
+            ``get(timeout)``; ``close()`` when done.
+
+        Raises:
+            RuntimeError: No app: call :meth:`init_app` first.
+        """
+        if not isinstance(max_queue, int) or max_queue <= 0:
+            raise ValueError(f"max_queue must be a positive int, not {max_queue!r}")
+        state = _state(self._app())
+        state.hub.start()  # Subscribed to Redis before this returns.
+        return state.channels.subscribe(channel, max_queue)
+
+    def publish(self, channel: str, message: Any) -> None:
+        """Publish ``message`` on ``channel``, for every subscription in every process.
+
+        Args:
+            channel: The channel's name.
+            message: ``str``, ``bytes``, or anything the app's JSON provider
+                encodes; subscribers get the same value back.
+
+        Raises:
+            BackendUnavailable: Redis did not answer within ``DUPLEX_REDIS_TIMEOUT``.
+        """
+        hub, dumps = self._hub()
+        if isinstance(message, str | bytes):
+            hub.publish(channel, message, False)
+        elif isinstance(message, bytearray | memoryview):
+            hub.publish(channel, bytes(message), False)
+        else:
+            hub.publish(channel, dumps(message), True)
+
+    def close(self) -> None:
+        """Stop the current app's background work in this process, and a publisher's.
+
+        Background and deployment-wide tasks are cancelled (leases released),
+        subscriptions closed, and with Redis the hub's threads end before this
         returns; afterwards ``broadcast``, ``send_to`` and ``members`` raise
         :class:`BackendUnavailable`. Open connections are not closed (see
         :meth:`close_all`). A stopping server calls it after its connections
@@ -443,6 +558,11 @@ class Duplex:
         # The twin plain rule lets the view answer other requests with 426.
         target.add_url_rule(route.rule, route.endpoint, view, methods=["GET"], websocket=True)
         target.add_url_rule(route.rule, route.endpoint, view, methods=["GET"])
+
+
+def _stop_dropped_app(tasks: Tasks, hub: Hub) -> None:
+    tasks.cancel_all(0)
+    hub.close()
 
 
 def _ids(exclude: Exclude) -> Iterable[str]:

@@ -16,6 +16,7 @@ import select
 import socket
 import sys
 import threading
+import time
 from _thread import LockType
 from collections.abc import Callable
 from typing import Literal, cast
@@ -27,6 +28,8 @@ __all__ = [
     "kind",
     "patched",
     "short_lock_factory",
+    "sleep",
+    "spawn",
     "wait_function",
 ]
 
@@ -81,6 +84,40 @@ def short_lock_factory() -> Callable[[], LockType]:
 
         return cast("Callable[[], LockType]", patcher.original("_thread").allocate_lock)
     return threading.Lock
+
+
+def spawn(function: Callable[[], None], name: str) -> None:
+    """Run ``function`` concurrently: a greenlet under gevent or eventlet, else a daemon thread.
+
+    A plain OS thread in a gevent worker would hold the worker's only thread
+    each time it runs Python code; a greenlet takes turns with the requests.
+    """
+    model = kind()
+    if model == "gevent":
+        import gevent
+
+        gevent.spawn(function)
+    elif model == "eventlet":
+        import eventlet
+
+        eventlet.spawn(function)
+    else:
+        threading.Thread(target=function, name=name, daemon=True).start()
+
+
+def sleep(seconds: float) -> None:
+    """Sleep, letting the other greenlets run under gevent or eventlet."""
+    model = kind()
+    if model == "gevent":
+        import gevent
+
+        gevent.sleep(seconds)
+    elif model == "eventlet":
+        import eventlet
+
+        eventlet.sleep(seconds)
+    else:
+        time.sleep(seconds)
 
 
 def wait_function() -> Wait:

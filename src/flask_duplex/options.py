@@ -144,6 +144,10 @@ class AppSettings:
             ``BackendUnavailable`` (``DUPLEX_REDIS_TIMEOUT``).
         shutdown_timeout: Seconds a stopping process waits for handlers
             (``DUPLEX_SHUTDOWN_TIMEOUT``).
+        lease_ttl: Seconds a deployment-wide task's lease lasts unless renewed
+            (``DUPLEX_LEASE_TTL``): another process takes a dead holder's task
+            over within this plus a third of it. With Redis, at least four
+            times ``redis_timeout``.
     """
 
     message_queue: Any = None
@@ -151,13 +155,20 @@ class AppSettings:
     presence_ttl: float = 30.0
     redis_timeout: float = 0.5
     shutdown_timeout: float = 5.0
+    lease_ttl: float = 5.0
 
     def __post_init__(self) -> None:
-        for name in ("presence_ttl", "redis_timeout", "shutdown_timeout"):
+        for name in ("presence_ttl", "redis_timeout", "shutdown_timeout", "lease_ttl"):
             value = getattr(self, name)
             if not _is_number(value) or value <= 0:
                 key = CONFIG_PREFIX + name.upper()
                 raise ValueError(f"{key} must be a positive number, not {value!r}")
+        if self.message_queue is not None and self.lease_ttl < 4 * self.redis_timeout:
+            raise ValueError(
+                f"DUPLEX_LEASE_TTL ({self.lease_ttl}) must be at least four times "
+                f"DUPLEX_REDIS_TIMEOUT ({self.redis_timeout}): a holder that cannot renew "
+                "must be able to stop before its lease expires"
+            )
         if not isinstance(self.channel, str) or not self.channel:
             raise ValueError(f"DUPLEX_CHANNEL must be a non-empty string, not {self.channel!r}")
 

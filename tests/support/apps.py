@@ -11,9 +11,11 @@ from flask import Blueprint, Flask, abort, g, jsonify, render_template, request,
 
 from flask_duplex import BackendUnavailable, ConnectionClosed, Duplex, WebSocket
 from tests.support.lifecycle_routes import lifecycle_blueprint
+from tests.support.realtime_routes import realtime_blueprint
 
 duplex = Duplex()
 lifecycle = lifecycle_blueprint(duplex)
+realtime = realtime_blueprint(duplex)
 
 if os.environ.get("DUPLEX_TEST_CLOCK_SKEW"):
     # This process's wall clock runs this many seconds off (presence must not care).
@@ -302,10 +304,12 @@ def create_app() -> Flask:
     app.config["DUPLEX_PRESENCE_TTL"] = float(os.environ.get("DUPLEX_TEST_PRESENCE_TTL", "30"))
     app.config["DUPLEX_REDIS_TIMEOUT"] = float(os.environ.get("DUPLEX_TEST_REDIS_TIMEOUT", "0.5"))
     app.config["DUPLEX_CHANNEL"] = os.environ.get("DUPLEX_TEST_CHANNEL", "duplex-tests")
+    app.config["DUPLEX_LEASE_TTL"] = float(os.environ.get("DUPLEX_TEST_LEASE_TTL", "5"))
     duplex.init_app(app)
     app.register_blueprint(protected)
     app.register_blueprint(outer)
     app.register_blueprint(lifecycle)
+    app.register_blueprint(realtime)
 
     @app.before_request
     def mark() -> None:

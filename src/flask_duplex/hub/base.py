@@ -53,6 +53,9 @@ class Hub(abc.ABC):
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
+        #: Called with (channel, message, is_json) for what is published on a
+        #: server-side channel (``duplex.publish``); set by the extension.
+        self.on_channel_message: Callable[[str, Message, bool], None] | None = None
         self._members: dict[str, Member] = {}
         self._rooms: dict[str, set[Member]] = {}
         self._member_rooms: dict[str, set[str]] = {}
@@ -120,9 +123,34 @@ class Hub(abc.ABC):
     def members(self, room: str) -> set[str]:
         """The ids of the connections in ``room``."""
 
+    @abc.abstractmethod
+    def publish(self, channel: str, message: Message, is_json: bool) -> None:
+        """Publish on a server-side channel (``is_json``: ``message`` is JSON text)."""
+
+    @abc.abstractmethod
+    def acquire_lease(self, name: str, token: str, ttl: float) -> bool:
+        """Take lease ``name`` for ``ttl`` seconds if nobody else holds it; True if taken."""
+
+    @abc.abstractmethod
+    def renew_lease(self, name: str, token: str, ttl: float) -> bool:
+        """Extend a lease ``token`` holds by ``ttl`` seconds; False if it is not held by it."""
+
+    @abc.abstractmethod
+    def release_lease(self, name: str, token: str) -> None:
+        """Give up a lease ``token`` holds (nothing happens if it does not)."""
+
+    def start(self) -> None:
+        """Start the hub's background work (Redis's subscriber); nothing in-process."""
+        return None
+
     def close(self) -> None:
         """Stop the hub's background work, if it has any."""
         return None
+
+    def channel_message(self, channel: str, message: Message, is_json: bool) -> None:
+        callback = self.on_channel_message
+        if callback is not None:
+            callback(channel, message, is_json)
 
     # -- local delivery -----------------------------------------------------
 

@@ -1,6 +1,9 @@
-"""The in-process hub: rooms and presence for the connections of one process."""
+"""The in-process hub: rooms, presence, channels and leases for the connections of one process."""
 
 from __future__ import annotations
+
+import threading
+import time
 
 from .base import Hub, Message
 
@@ -10,6 +13,11 @@ __all__ = ["MemoryHub"]
 class MemoryHub(Hub):
     """Delivers in this process only; the default."""
 
+    def __init__(self) -> None:
+        super().__init__()
+        self._leases: dict[str, tuple[str, float]] = {}  # name: (token, expiry)
+        self._leases_lock = threading.Lock()
+
     def broadcast(self, message: Message, to: str | None, exclude: frozenset[str]) -> None:
         self.deliver(message, to, exclude)
 
@@ -18,3 +26,30 @@ class MemoryHub(Hub):
 
     def members(self, room: str) -> set[str]:
         return self.local_room_members(room)
+
+    def publish(self, channel: str, message: Message, is_json: bool) -> None:
+        self.channel_message(channel, message, is_json)
+
+    def acquire_lease(self, name: str, token: str, ttl: float) -> bool:
+        now = time.monotonic()
+        with self._leases_lock:
+            held = self._leases.get(name)
+            if held is not None and held[0] != token and held[1] > now:
+                return False
+            self._leases[name] = (token, now + ttl)
+            return True
+
+    def renew_lease(self, name: str, token: str, ttl: float) -> bool:
+        now = time.monotonic()
+        with self._leases_lock:
+            held = self._leases.get(name)
+            if held is None or held[0] != token or held[1] <= now:
+                return False
+            self._leases[name] = (token, now + ttl)
+            return True
+
+    def release_lease(self, name: str, token: str) -> None:
+        with self._leases_lock:
+            held = self._leases.get(name)
+            if held is not None and held[0] == token:
+                del self._leases[name]

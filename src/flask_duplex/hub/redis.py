@@ -48,7 +48,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any, cast
 
 import redis
@@ -95,6 +95,21 @@ for i = 3, #ARGV do
 end
 if redis.call('EXISTS', KEYS[1]) == 1 then
   redis.call('PEXPIRE', KEYS[1], 2 * ARGV[1])
+end
+"""
+
+# KEYS: lease. ARGV: token, ttl ms.
+_RENEW = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return 0
+"""
+
+# KEYS: lease. ARGV: token.
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('DEL', KEYS[1])
 end
 """
 
@@ -147,8 +162,8 @@ class RedisHub(Hub):
         self._subscribed = threading.Event()
         self._stop = threading.Event()
         self._pubsub: Any = None  # The subscriber's, for close() to interrupt.
-        #: Called for channel messages (``duplex.publish``); set by the extension.
-        self.on_channel_message: Callable[[str, Message], None] | None = None
+        self._renew_script = self._redis.register_script(_RENEW)
+        self._release_script = self._redis.register_script(_RELEASE)
 
     # -- connections and rooms ----------------------------------------------
 
@@ -197,9 +212,29 @@ class RedisHub(Hub):
         # Through Redis even when the connection is local: see "Messages" above.
         self._publish({"id": connection_id, **_pack(message)})
 
-    def publish(self, channel: str, message: Message) -> None:
-        """Publish on a server-side channel (``duplex.publish``)."""
-        self._publish({"channel": channel, **_pack(message)})
+    def publish(self, channel: str, message: Message, is_json: bool) -> None:
+        envelope = {"channel": channel, **_pack(message)}
+        if is_json:
+            envelope["json"] = "1"
+        self._publish(envelope)
+
+    def acquire_lease(self, name: str, token: str, ttl: float) -> bool:
+        try:
+            return bool(self._redis.set(self._lease(name), token, nx=True, px=_ms(ttl)))
+        except redis.RedisError as exc:
+            raise self._unavailable(exc) from exc
+
+    def renew_lease(self, name: str, token: str, ttl: float) -> bool:
+        try:
+            return bool(self._renew_script(keys=[self._lease(name)], args=[token, _ms(ttl)]))
+        except redis.RedisError as exc:
+            raise self._unavailable(exc) from exc
+
+    def release_lease(self, name: str, token: str) -> None:
+        try:
+            self._release_script(keys=[self._lease(name)], args=[token])
+        except redis.RedisError as exc:
+            raise self._unavailable(exc) from exc
 
     def members(self, room: str) -> set[str]:
         try:
@@ -251,6 +286,9 @@ class RedisHub(Hub):
 
     def _key(self, room: str) -> str:
         return f"{self._channel}:room:{room}"
+
+    def _lease(self, name: str) -> str:
+        return f"{self._channel}:lease:{name}"
 
     def _tombstone(self, room: str, member_id: str) -> str:
         return f"{self._channel}:left:{room}:{member_id}"
@@ -347,9 +385,7 @@ class RedisHub(Hub):
         if "id" in envelope:
             self.deliver_to(envelope["id"], message)
         elif "channel" in envelope:
-            callback = self.on_channel_message
-            if callback is not None:
-                callback(envelope["channel"], message)
+            self.channel_message(envelope["channel"], message, "json" in envelope)
         else:
             self.deliver(message, envelope["to"], envelope.get("exclude", ()))
 
@@ -372,6 +408,10 @@ class RedisHub(Hub):
             self._presence(
                 self._refresh_script, [self._key(room)], [self._ttl_ms, f"{prefix}{room}:", *ids]
             )
+
+
+def _ms(seconds: float) -> int:
+    return max(1, round(seconds * 1000))
 
 
 def _pack(message: Message) -> dict[str, str]:

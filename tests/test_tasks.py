@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 import urllib.parse
 import urllib.request
@@ -12,6 +13,7 @@ from typing import Any
 
 import pytest
 from flask import Flask
+from websockets.sync.client import connect
 
 from flask_duplex import Duplex
 from tests.support.redis_server import redis_server
@@ -74,6 +76,32 @@ def test_tasks_are_threads_or_greenlets_as_the_server_is(server: Server) -> None
         assert during - before <= 1
     else:
         assert during - before >= 20
+
+
+@pytest.mark.parametrize("offload", ["1", "0"])
+def test_run_in_thread_keeps_a_blocking_call_off_the_workers_loop(
+    server: Server, offload: str
+) -> None:
+    """A 1 s blocking call through run_in_thread: other connections still answer at once."""
+    if server.name != "gunicorn-gevent" and offload == "0":
+        pytest.skip("threads do not share a loop: only gevent shows the blocking")
+    with connect(f"{server.url}/echo") as ws:
+        ws.send("warm")
+        assert ws.recv(timeout=5) == "warm"
+        mark = f"{offload}-{time.monotonic()}"
+        form = {"seconds": "1", "offload": offload, "mark": mark}
+        blocker = threading.Thread(target=post, args=(server, "/rt/block"), kwargs=form)
+        blocker.start()
+        server.wait_for_log(f"block {mark}: started")  # It blocks for 1 s from here.
+        started = time.monotonic()
+        ws.send("ping")
+        assert ws.recv(timeout=5) == "ping"
+        latency = time.monotonic() - started
+        blocker.join(10)
+    if offload == "1":
+        assert latency < 0.3, latency
+    else:
+        assert latency > 0.5, latency  # Without it, the worker's loop stood still.
 
 
 # -- once per deployment ------------------------------------------------------

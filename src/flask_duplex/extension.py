@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from flask import Blueprint, Flask, current_app, has_app_context, request
 
-from . import shutdown
+from . import green, shutdown
 from .browser import register_client
 from .channels import Channels, Subscription
 from .connection import WebSocket, check_close
@@ -32,6 +32,7 @@ __all__ = ["Duplex", "DuplexState"]
 Handler = Callable[..., Any]
 F = TypeVar("F", bound=Handler)
 H = TypeVar("H", bound=Hook)
+T = TypeVar("T")
 Exclude = WebSocket | str | Iterable[WebSocket | str] | None
 
 _OPTION_DEFAULTS = {field.name: field.default for field in dataclasses.fields(Options)}
@@ -356,6 +357,16 @@ class Duplex:
             TaskCancelled: Called in a background task that was cancelled.
         """
         task_sleep(seconds)
+
+    def run_in_thread(self, function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Call ``function(*args, **kwargs)`` where a blocking call cannot stall the server.
+
+        Under gevent and eventlet it runs on the green library's pool of real
+        threads while the calling greenlet waits its turn (a ``sqlite3`` write
+        would otherwise stop every connection of the worker); under threads it
+        runs right here. Returns what the function returns; raises what it raises.
+        """
+        return green.run_in_thread(function, *args, **kwargs)
 
     def subscribe(self, channel: str, *, max_queue: int = 1000) -> Subscription:
         """Receive what any process publishes on ``channel`` from now on.

@@ -19,7 +19,7 @@ import threading
 import time
 from _thread import LockType
 from collections.abc import Callable
-from typing import Literal, cast
+from typing import Any, Literal, TypeVar, cast
 
 __all__ = [
     "Kind",
@@ -27,6 +27,7 @@ __all__ = [
     "handlers_read_sockets",
     "kind",
     "patched",
+    "run_in_thread",
     "short_lock_factory",
     "sleep",
     "spawn",
@@ -34,6 +35,7 @@ __all__ = [
 ]
 
 Kind = Literal["gevent", "eventlet"]
+T = TypeVar("T")
 
 Wait = Callable[[socket.socket, bool, "float | None"], bool]
 """``wait(sock, writing, timeout)``: block until ready; False if ``timeout`` passed first."""
@@ -118,6 +120,26 @@ def sleep(seconds: float) -> None:
         eventlet.sleep(seconds)
     else:
         time.sleep(seconds)
+
+
+def run_in_thread(function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Call ``function`` on a real OS thread and return what it returns (or raise what it raises).
+
+    Under gevent and eventlet, a blocking call into C (sqlite3, a slow
+    library) stops every greenlet of the worker; this runs it on the green
+    library's thread pool while the caller's greenlet waits cooperatively.
+    Under OS threads the call happens right here.
+    """
+    model = kind()
+    if model == "gevent":
+        import gevent
+
+        return cast("T", gevent.get_hub().threadpool.apply(function, args, kwargs))
+    if model == "eventlet":
+        from eventlet import tpool
+
+        return cast("T", tpool.execute(function, *args, **kwargs))
+    return function(*args, **kwargs)
 
 
 def wait_function() -> Wait:

@@ -96,6 +96,22 @@ def realtime_blueprint(duplex: Duplex) -> Blueprint:
         task.cancel()
         return jsonify(ended=task.join(5))
 
+    @bp.post("/block")
+    def block() -> object:
+        # A call that blocks its OS thread (the unpatched sleep, as sqlite3 would).
+        import sys
+        import time
+
+        monkey = sys.modules.get("gevent.monkey")
+        blocking_sleep = monkey.get_original("time", "sleep") if monkey else time.sleep
+        seconds = float(request.form["seconds"])
+        say(f"block {request.form['mark']}: started")
+        if request.form.get("offload") == "1":
+            duplex.run_in_thread(blocking_sleep, seconds)
+        else:
+            blocking_sleep(seconds)
+        return "", 204
+
     # -- deployment-wide tasks ----------------------------------------------
 
     def ticker() -> None:

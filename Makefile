@@ -9,7 +9,14 @@ BENCH_VENV := .venv-bench
 BENCH_BIN := $(BENCH_VENV)/bin
 BENCH_STAMP := $(BENCH_VENV)/.installed
 
-.PHONY: demo test lint bench bench-smoke bench-env clean redis-server chromium
+.PHONY: demo demo-cluster test lint bench bench-smoke bench-env clean redis-server chromium
+
+# make demo PORT=5057 DATA_DIR=/tmp/x: where the demo listens, and where its database lives.
+PORT ?= 5000
+DATA_DIR ?= instance
+DEMO_STAMP := $(VENV)/.demo-installed
+CLUSTER_STAMP := $(VENV)/.cluster-installed
+DEMO_DIR := examples/demo
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,13 +27,30 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --no-deps --target $(VENV)/gunicorn-eventlet 'gunicorn==25.3.0'
 	touch $(STAMP)
 
-demo: $(STAMP)
-	$(BIN)/python examples/demo/app.py
+# The demo needs only the package (Flask, websockets); the cluster adds gunicorn, gevent, redis.
+$(DEMO_STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet -e .
+	touch $(DEMO_STAMP)
+
+$(CLUSTER_STAMP): pyproject.toml $(DEMO_STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[cluster]'
+	touch $(CLUSTER_STAMP)
+
+# The chat and the snake game on Werkzeug, one process.
+demo: $(DEMO_STAMP)
+	cd $(DEMO_DIR) && $(abspath $(BIN))/python -m duplex_demo --port $(PORT) --data-dir $(abspath $(DATA_DIR))
+
+# The same app on gunicorn, 2 gevent workers, joined by a redis-server of its own (a child
+# process on a free port, stopped with it).
+demo-cluster: $(CLUSTER_STAMP) redis-server
+	cd $(DEMO_DIR) && $(abspath $(BIN))/python -m duplex_demo.cluster --port $(PORT) --data-dir $(abspath $(DATA_DIR))
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests examples bench
 	$(BIN)/ruff format --check src tests examples bench
 	$(BIN)/mypy
+	$(BIN)/mypy --strict $(DEMO_DIR)/duplex_demo
 
 test: lint redis-server chromium $(BENCH_STAMP)
 	$(BIN)/python -m pytest

@@ -1,0 +1,109 @@
+"""``python -m duplex_demo.cluster``: the demo on gunicorn, 2 gevent workers joined by Redis.
+
+What ``make demo-cluster`` runs. It starts a redis-server of its own on a free
+loopback port (never 6379, never daemonized) and gunicorn, both as its
+children, and stops both when it is stopped (Ctrl-C, SIGTERM) or when either
+of them exits. A user whose socket landed on one worker talks with, and plays
+against, users on the other.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for_port(port: int, process: subprocess.Popen[bytes], name: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"{name} exited early (status {process.returncode})")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise SystemExit(f"{name} did not listen on port {port} within {timeout}s")
+
+
+def stop(process: subprocess.Popen[bytes], grace: float) -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(grace)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(5)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m duplex_demo.cluster", description=__doc__)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=5000)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--data-dir", required=True, help="where the SQLite database lives")
+    arguments = parser.parse_args()
+
+    redis_binary = shutil.which("redis-server")
+    if redis_binary is None:
+        raise SystemExit("redis-server is not installed: `make demo-cluster` installs it")
+    redis_port = free_port()
+    stopping = False
+
+    def request_stop(signum: int, frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGTERM, request_stop)
+
+    with tempfile.TemporaryDirectory(prefix="duplex-demo-redis-") as redis_dir:
+        redis_args = ["--port", str(redis_port), "--bind", "127.0.0.1", "--save", ""]
+        redis_args += ["--appendonly", "no", "--dir", redis_dir]
+        redis = subprocess.Popen([redis_binary, *redis_args], stdout=subprocess.DEVNULL)
+        gunicorn = None
+        try:
+            wait_for_port(redis_port, redis, "redis-server", 10)
+            env = dict(
+                os.environ,
+                DUPLEX_DEMO_DATA_DIR=os.path.abspath(arguments.data_dir),
+                DUPLEX_DEMO_MESSAGE_QUEUE=f"redis://127.0.0.1:{redis_port}/0",
+            )
+            here = Path(__file__).resolve().parent.parent
+            gunicorn_args = ["-k", "gevent", "-w", str(arguments.workers)]
+            gunicorn_args += ["--worker-connections", "1000", "--graceful-timeout", "5"]
+            gunicorn_args += ["-b", f"{arguments.host}:{arguments.port}", "--chdir", str(here)]
+            gunicorn = subprocess.Popen(
+                [sys.executable, "-m", "gunicorn", *gunicorn_args, "duplex_demo:create_app()"],
+                env=env,
+            )
+            wait_for_port(arguments.port, gunicorn, "gunicorn", 30)
+            print(
+                f"Flask-Duplex demo cluster on http://{arguments.host}:{arguments.port}/ "
+                f"({arguments.workers} gevent workers, redis-server on port {redis_port})",
+                flush=True,
+            )
+            while not stopping and gunicorn.poll() is None and redis.poll() is None:
+                time.sleep(0.2)
+        finally:
+            if gunicorn is not None:
+                stop(gunicorn, 10)
+            stop(redis, 5)
+
+
+if __name__ == "__main__":
+    main()

@@ -312,17 +312,29 @@ class WebSocket:
 
     # -- rooms --------------------------------------------------------------
 
-    def join(self, room: str) -> None:
+    def join(self, room: str, info: Mapping[str, Any] | None = None) -> None:
         """Put this connection in ``room``: it gets what is broadcast to the room.
 
+        Args:
+            room: The room's name.
+            info: What ``duplex.presence(room)`` tells about this connection
+                (a name, say), in every process: a dict the app's JSON
+                provider can encode, at most 1 kB once encoded.
+
         Raises:
-            TypeError: ``room`` is not a ``str``.
+            TypeError: ``room`` is not a ``str``, or ``info`` not a dict.
+            ValueError: ``info`` is too large once encoded.
         """
         if not isinstance(room, str):
             raise TypeError(f"room names are str, not {type(room).__name__}")
+        if info is not None and not isinstance(info, Mapping):
+            raise TypeError(f"info is a dict, not {type(info).__name__}")
+        encoded = "{}" if not info else self._json_dumps(dict(info))
+        if len(encoded) > 1024:
+            raise ValueError(f"info is {len(encoded)} bytes once encoded; at most 1024")
         if self._engine is None:
             self._open()
-        if self._hub.join(self, room):
+        if self._hub.join(self, room, encoded):
             self._rooms.add(room)
 
     def leave(self, room: str) -> None:

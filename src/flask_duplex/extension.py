@@ -257,6 +257,17 @@ class Duplex:
         hub, _ = self._hub()
         return hub.members(room)
 
+    def presence(self, room: str) -> dict[str, Any]:
+        """Who is in ``room``, across all processes: connection id to the ``info`` it joined with.
+
+        Raises:
+            BackendUnavailable: The message queue cannot be reached in time.
+        """
+        hub, _ = self._hub()
+        app = self._app_or_none()
+        loads = app.json.loads if app is not None else json.loads
+        return {member_id: loads(info) for member_id, info in hub.presence(room).items()}
+
     def on_connect(self, hook: H) -> H:
         """Register ``hook(ws)``, called when a connection is accepted.
 

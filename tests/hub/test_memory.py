@@ -145,3 +145,46 @@ def test_connect_hooks_see_the_request_when_another_thread_accepts(app: Flask) -
     with duplex.test_client().connect("/elsewhere") as ws:
         assert ws.receive(timeout=1) == "from a thread"
     assert events[0] == "connect /elsewhere"
+
+
+@duplex.route("/named/<room>")
+def named(ws: WebSocket, room: str) -> None:
+    ws.join(room, {"name": request.args["name"], "color": "green"})
+    ws.send(ws.id)
+    ws.receive()
+
+
+def test_presence_tells_what_each_member_joined_with(app: Flask) -> None:
+    """presence(room) maps each connection id to the info it joined with; leaving drops it."""
+    client = duplex.test_client()
+    with client.connect("/named/hall?name=ana") as ana, client.connect("/named/hall?name=bo") as bo:
+        ana_id, bo_id = ana.receive(timeout=1), bo.receive(timeout=1)
+        with app.app_context():
+            assert duplex.presence("hall") == {
+                ana_id: {"name": "ana", "color": "green"},
+                bo_id: {"name": "bo", "color": "green"},
+            }
+        bo.close()
+    with app.app_context():
+        assert duplex.presence("hall") == {}
+
+
+info_errors: list[str] = []
+
+
+@duplex.route("/bad-info")
+def bad_info(ws: WebSocket) -> None:
+    for info in (["not", "a", "dict"], {"blob": "x" * 2000}):
+        try:
+            ws.join("r", info)  # type: ignore[arg-type]
+        except (TypeError, ValueError) as exc:
+            info_errors.append(f"{type(exc).__name__}: {exc}")
+
+
+def test_info_must_be_a_small_dict(app: Flask) -> None:
+    """join(room, info) refuses what is not a dict, or too large, naming the problem."""
+    errors = info_errors
+    with duplex.test_client().connect("/bad-info"):
+        pass
+    assert errors[0].startswith("TypeError: info is a dict")
+    assert errors[1].startswith("ValueError: info is ") and "1024" in errors[1]

@@ -115,6 +115,24 @@ def test_a_process_is_subscribed_before_its_first_connection_runs(
         assert str(ws.recv(timeout=5)).startswith("first ")
 
 
+def presence(server: Server, room: str) -> dict[str, dict[str, str]]:
+    with urllib.request.urlopen(f"{server.http}/presence/{room}", timeout=10) as response:
+        return dict(json.loads(response.read()))
+
+
+def test_presence_tells_what_each_member_joined_with(pair: tuple[Server, Server]) -> None:
+    """ws.join(room, {"name": ...}) on two processes: presence() lists both, from either."""
+    first, second = pair
+    with connect(f"{first.url}/named/hall?name=ana") as ana:
+        ana_id = ana.recv(timeout=5)
+        with connect(f"{second.url}/named/hall?name=bo") as bo:
+            bo_id = bo.recv(timeout=5)
+            expected = {ana_id: {"name": "ana"}, bo_id: {"name": "bo"}}
+            assert presence(first, "hall") == presence(second, "hall") == expected
+        wait_until(lambda: bo_id not in presence(first, "hall"), 3, "bo to leave")
+        assert presence(second, "hall") == {ana_id: {"name": "ana"}}
+
+
 def test_disconnect_leaves_presence_on_every_process(pair: tuple[Server, Server]) -> None:
     """A client that closes is gone from members() as seen from both processes."""
     first, second = pair
@@ -307,7 +325,7 @@ def test_a_member_that_left_never_reappears(redis: RedisServer) -> None:
             member_id = str(ws.receive(timeout=5))
             with app.app_context():
                 assert duplex.members("ghosts") == {member_id}
-            stale = {"ghosts": [member_id]}  # Taken while it was still there.
+            stale = {"ghosts": {member_id: "{}"}}  # Taken while it was still there.
         wait_until(lambda: not app.extensions["duplex"].local_connections, 5, "the handler")
         hub.refresh_presence(stale)
         with app.app_context():

@@ -223,6 +223,14 @@ def first_broadcast(ws: WebSocket, name: str) -> None:
             ws.send(ws.id)
 
 
+@duplex.route("/named/<room>")
+def named(ws: WebSocket, room: str) -> None:
+    ws.join(room, {"name": request.args["name"]})
+    ws.send(ws.id)
+    for _ in ws:
+        pass
+
+
 @duplex.route("/room/<name>")
 def room(ws: WebSocket, name: str) -> None:
     ws.join(name)
@@ -367,6 +375,13 @@ def create_app() -> Flask:
         except BackendUnavailable as exc:
             return str(exc), 503
         return "", 204
+
+    @app.get("/presence/<room>")
+    def presence(room: str) -> object:
+        try:
+            return jsonify(duplex.presence(room))
+        except BackendUnavailable as exc:
+            return str(exc), 503
 
     @app.get("/members/<name>")
     def members(name: str) -> object:

@@ -59,6 +59,8 @@ class Hub(abc.ABC):
         self._members: dict[str, Member] = {}
         self._rooms: dict[str, set[Member]] = {}
         self._member_rooms: dict[str, set[str]] = {}
+        # What each member said about itself in each room (JSON text), for presence().
+        self._info: dict[tuple[str, str], str] = {}
 
     # -- connections and rooms (called by the engine) -----------------------
 
@@ -75,8 +77,11 @@ class Hub(abc.ABC):
                 self._discard(room, member)
         return frozenset(rooms)
 
-    def join(self, member: Member, room: str) -> bool:
-        """Put ``member`` in ``room``; False if it was there already or is not registered."""
+    def join(self, member: Member, room: str, info: str = "{}") -> bool:
+        """Put ``member`` in ``room``; False if it was there already or is not registered.
+
+        ``info`` (JSON text) is what :meth:`presence` tells about it in that room.
+        """
         with self._lock:
             if member.id not in self._members:
                 return False
@@ -85,6 +90,7 @@ class Hub(abc.ABC):
                 return False
             rooms.add(room)
             self._rooms.setdefault(room, set()).add(member)
+            self._info[room, member.id] = info
         return True
 
     def leave(self, member: Member, room: str) -> bool:
@@ -103,6 +109,7 @@ class Hub(abc.ABC):
 
     def _discard(self, room: str, member: Member) -> None:
         # Lock held.
+        self._info.pop((room, member.id), None)
         members = self._rooms.get(room)
         if members is not None:
             members.discard(member)
@@ -122,6 +129,10 @@ class Hub(abc.ABC):
     @abc.abstractmethod
     def members(self, room: str) -> set[str]:
         """The ids of the connections in ``room``."""
+
+    @abc.abstractmethod
+    def presence(self, room: str) -> dict[str, str]:
+        """The connections in ``room``: id to the info (JSON text) each joined with."""
 
     @abc.abstractmethod
     def publish(self, channel: str, message: Message, is_json: bool) -> None:
@@ -179,3 +190,7 @@ class Hub(abc.ABC):
     def local_room_members(self, room: str) -> set[str]:
         with self._lock:
             return {member.id for member in self._rooms.get(room, ())}
+
+    def local_presence(self, room: str) -> dict[str, str]:
+        with self._lock:
+            return {m.id: self._info.get((room, m.id), "{}") for m in self._rooms.get(room, ())}

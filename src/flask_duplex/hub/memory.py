@@ -27,6 +27,9 @@ class MemoryHub(Hub):
     def members(self, room: str) -> set[str]:
         return self.local_room_members(room)
 
+    def presence(self, room: str) -> dict[str, str]:
+        return self.local_presence(room)
+
     def publish(self, channel: str, message: Message, is_json: bool) -> None:
         self.channel_message(channel, message, is_json)
 

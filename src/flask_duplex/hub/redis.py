@@ -72,30 +72,54 @@ _PONG_GRACE = 3.0  # seconds without a pong before the subscriber reconnects
 # Milliseconds since the epoch, by Redis's clock.
 _NOW = "local t = redis.call('TIME') local now = t[1] * 1000 + math.floor(t[2] / 1000)"
 
-# KEYS: room, tombstone. ARGV: ttl ms, id.
+# KEYS: room, tombstone, info. ARGV: ttl ms, id, info.
 _JOIN = f"""{_NOW}
 redis.call('DEL', KEYS[2])
 redis.call('ZADD', KEYS[1], now + ARGV[1], ARGV[2])
+redis.call('HSET', KEYS[3], ARGV[2], ARGV[3])
 redis.call('PEXPIRE', KEYS[1], 2 * ARGV[1])
+redis.call('PEXPIRE', KEYS[3], 2 * ARGV[1])
 """
 
-# KEYS: room, tombstone. ARGV: ttl ms, id.
+# KEYS: room, tombstone, info. ARGV: ttl ms, id.
 _LEAVE = """
 redis.call('ZREM', KEYS[1], ARGV[2])
+redis.call('HDEL', KEYS[3], ARGV[2])
 redis.call('SET', KEYS[2], '1', 'PX', ARGV[1])
 """
 
-# KEYS: room. ARGV: ttl ms, tombstone prefix, ids...
+# KEYS: room, info. ARGV: ttl ms, tombstone prefix, then id and info for each member.
 _REFRESH = f"""{_NOW}
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
-for i = 3, #ARGV do
+for _, gone in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now)) do
+  redis.call('ZREM', KEYS[1], gone)
+  redis.call('HDEL', KEYS[2], gone)
+end
+for i = 3, #ARGV, 2 do
   if redis.call('EXISTS', ARGV[2] .. ARGV[i]) == 0 then
     redis.call('ZADD', KEYS[1], now + ARGV[1], ARGV[i])
+    redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1])
   end
 end
-if redis.call('EXISTS', KEYS[1]) == 1 then
-  redis.call('PEXPIRE', KEYS[1], 2 * ARGV[1])
+for _, key in ipairs(KEYS) do
+  if redis.call('EXISTS', key) == 1 then
+    redis.call('PEXPIRE', key, 2 * ARGV[1])
+  end
 end
+"""
+
+# KEYS: room.
+_MEMBERS = f"""{_NOW}
+return redis.call('ZRANGEBYSCORE', KEYS[1], now, '+inf')
+"""
+
+# KEYS: room, info. Returns id, info, id, info...
+_PRESENCE = f"""{_NOW}
+local found = {{}}
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], now, '+inf')) do
+  found[#found + 1] = id
+  found[#found + 1] = redis.call('HGET', KEYS[2], id) or '{{}}'
+end
+return found
 """
 
 # KEYS: lease. ARGV: token, ttl ms.
@@ -111,11 +135,6 @@ _RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   redis.call('DEL', KEYS[1])
 end
-"""
-
-# KEYS: room.
-_MEMBERS = f"""{_NOW}
-return redis.call('ZRANGEBYSCORE', KEYS[1], now, '+inf')
 """
 
 
@@ -157,6 +176,7 @@ class RedisHub(Hub):
         self._leave_script = self._redis.register_script(_LEAVE)
         self._refresh_script = self._redis.register_script(_REFRESH)
         self._members_script = self._redis.register_script(_MEMBERS)
+        self._presence_script = self._redis.register_script(_PRESENCE)
         self._start_lock = threading.Lock()
         self._threads: list[threading.Thread] = []
         self._subscribed = threading.Event()
@@ -171,13 +191,13 @@ class RedisHub(Hub):
         super().add(member)
         self.start()
 
-    def join(self, member: Member, room: str) -> bool:
-        if not super().join(member, room):
+    def join(self, member: Member, room: str, info: str = "{}") -> bool:
+        if not super().join(member, room, info):
             return False
         self._presence(
             self._join_script,
-            [self._key(room), self._tombstone(room, member.id)],
-            [self._ttl_ms, member.id],
+            [self._key(room), self._tombstone(room, member.id), self._info_key(room)],
+            [self._ttl_ms, member.id, info],
         )
         return True
 
@@ -196,7 +216,7 @@ class RedisHub(Hub):
         for room in rooms:
             self._presence(
                 self._leave_script,
-                [self._key(room), self._tombstone(room, member_id)],
+                [self._key(room), self._tombstone(room, member_id), self._info_key(room)],
                 [self._ttl_ms, member_id],
             )
 
@@ -242,6 +262,14 @@ class RedisHub(Hub):
         except redis.RedisError as exc:
             raise self._unavailable(exc) from exc
         return {m.decode() if isinstance(m, bytes) else str(m) for m in cast("list[Any]", ids)}
+
+    def presence(self, room: str) -> dict[str, str]:
+        try:
+            found = self._presence_script(keys=[self._key(room), self._info_key(room)])
+        except redis.RedisError as exc:
+            raise self._unavailable(exc) from exc
+        items = [item.decode() if isinstance(item, bytes) else str(item) for item in found]
+        return dict(zip(items[::2], items[1::2], strict=True))
 
     def close(self) -> None:
         """Stop the subscriber and the presence refresh; wait for their threads."""
@@ -289,6 +317,9 @@ class RedisHub(Hub):
 
     def _lease(self, name: str) -> str:
         return f"{self._channel}:lease:{name}"
+
+    def _info_key(self, room: str) -> str:
+        return f"{self._channel}:info:{room}"
 
     def _tombstone(self, room: str, member_id: str) -> str:
         return f"{self._channel}:left:{room}:{member_id}"
@@ -393,20 +424,26 @@ class RedisHub(Hub):
         while not self._stop.wait(self._refresh_every):
             self.refresh_presence()
 
-    def refresh_presence(self, snapshot: Mapping[str, Iterable[str]] | None = None) -> None:
+    def refresh_presence(self, snapshot: Mapping[str, Mapping[str, str]] | None = None) -> None:
         """Write this process's members again, with a fresh expiry.
 
-        ``snapshot`` (room to member ids) replaces the current members: the
-        refresh thread takes its snapshot before it writes, and a member may
-        leave in between; a member that left is not added back.
+        ``snapshot`` (room to member id to info) replaces the current members:
+        the refresh thread takes its snapshot before it writes, and a member
+        may leave in between; a member that left is not added back.
         """
         if snapshot is None:
             with self._lock:
-                snapshot = {room: [m.id for m in members] for room, members in self._rooms.items()}
+                snapshot = {
+                    room: {m.id: self._info.get((room, m.id), "{}") for m in members}
+                    for room, members in self._rooms.items()
+                }
         prefix = f"{self._channel}:left:"
-        for room, ids in snapshot.items():
+        for room, members in snapshot.items():
+            pairs = [item for member_id, info in members.items() for item in (member_id, info)]
             self._presence(
-                self._refresh_script, [self._key(room)], [self._ttl_ms, f"{prefix}{room}:", *ids]
+                self._refresh_script,
+                [self._key(room), self._info_key(room)],
+                [self._ttl_ms, f"{prefix}{room}:", *pairs],
             )
 
 

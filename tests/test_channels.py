@@ -114,3 +114,25 @@ def test_publishing_to_a_stalled_redis_raises_in_time(redis: RedisServer) -> Non
     finally:
         with app.app_context():
             duplex.close()
+
+
+def test_cancelling_a_task_ends_its_wait_on_a_subscription(redis: RedisServer) -> None:
+    """A task blocked in Subscription.get() stops when cancelled, like in duplex.sleep()."""
+    app, duplex = in_process_app()
+    seen: list[object] = []
+
+    def listen() -> None:
+        with duplex.subscribe("nothing-comes") as quiet:
+            for message in quiet:
+                seen.append(message)
+
+    with app.app_context():
+        task = duplex.start_background_task(listen)
+        started = time.monotonic()
+        while (
+            not app.extensions["duplex"].channels._subscriptions and time.monotonic() - started < 5
+        ):
+            time.sleep(0.01)
+        task.cancel()
+        assert task.join(2)
+    assert seen == []

@@ -30,6 +30,15 @@ def test_receive_json_and_invalid_json_keeps_connection_open(werkzeug_server: Se
         assert json.loads(ws.recv(timeout=5)) == {"got": 3}
 
 
+def test_json_nested_too_deep_is_invalid_json_not_a_crash(werkzeug_server: Server) -> None:
+    """100,000 nested brackets: receive_json raises InvalidJSON, the connection goes on."""
+    with connect(f"{werkzeug_server.url}/json") as ws:
+        ws.send("[" * 100_000)
+        assert ws.recv(timeout=5).startswith("invalid: message is not valid JSON")
+        ws.send("[1]")
+        assert json.loads(ws.recv(timeout=5)) == {"got": [1]}
+
+
 def test_send_rejects_other_types_with_type_error(werkzeug_server: Server) -> None:
     """send(123) raises TypeError naming the type instead of sending str(123)."""
     with connect(f"{werkzeug_server.url}/bad-send") as ws:

@@ -184,6 +184,7 @@ def test_in_one_process_a_deployment_task_runs_once_and_a_waiting_one_takes_over
             time.sleep(0.01)
         time.sleep(0.5)  # Long enough for the second to try (every 0.2 s) and be refused.
         assert runs == ["first started"]
+        assert first.started and not second.started
         first.cancel()
         assert first.join(2)
         deadline = time.monotonic() + 2

@@ -30,6 +30,7 @@ from types import TracebackType
 from typing import Any
 
 from .errors import DuplexError
+from .tasks import TaskCancelled, current_task
 
 __all__ = ["ChannelClosed", "ChannelOverflow", "Channels", "Subscription"]
 
@@ -82,17 +83,30 @@ class Subscription:
             ChannelOverflow: The subscription fell ``max_queue`` messages behind
                 and was closed; the messages before that were returned first.
             ChannelClosed: The subscription was closed.
+            TaskCancelled: Called in a background task that was cancelled.
         """
         deadline = None if timeout is None else time.monotonic() + timeout
+        task = current_task()
+        unwatch = task.watch_cancel(self._wake) if task is not None else None
+        try:
+            with self._ready:
+                while not self._messages:
+                    if self._error is not None:
+                        raise self._error
+                    if task is not None and task.cancelled:
+                        raise TaskCancelled(f"task {task.name!r} was asked to stop")
+                    wait = None if deadline is None else deadline - time.monotonic()
+                    if wait is not None and wait <= 0:
+                        return None
+                    self._ready.wait(wait)
+                return self._messages.popleft()
+        finally:
+            if unwatch is not None:
+                unwatch()
+
+    def _wake(self) -> None:
         with self._ready:
-            while not self._messages:
-                if self._error is not None:
-                    raise self._error
-                wait = None if deadline is None else deadline - time.monotonic()
-                if wait is not None and wait <= 0:
-                    return None
-                self._ready.wait(wait)
-            return self._messages.popleft()
+            self._ready.notify_all()
 
     def __iter__(self) -> Iterator[Any]:
         """Yield messages until the subscription is closed (quietly on :meth:`close`)."""

@@ -208,8 +208,9 @@ class WebSocket:
             return None
         try:
             return self._json_loads(message)
-        except ValueError as exc:
-            raise InvalidJSON(message, exc) from exc
+        except (ValueError, RecursionError) as exc:
+            # RecursionError: "[[[[..." nested deeper than the parser goes.
+            raise InvalidJSON(message, ValueError(str(exc))) from exc
 
     def send(self, message: str | bytes | bytearray | memoryview) -> None:
         """Send ``message``: a text frame for ``str``, a binary frame for bytes-like.
@@ -314,6 +315,8 @@ class WebSocket:
 
     def join(self, room: str, info: Mapping[str, Any] | None = None) -> None:
         """Put this connection in ``room``: it gets what is broadcast to the room.
+
+        Joining a room again with other ``info`` updates what presence tells.
 
         Args:
             room: The room's name.

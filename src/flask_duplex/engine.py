@@ -44,6 +44,8 @@ import socket
 import threading
 import time
 from collections.abc import Callable
+from types import EllipsisType
+from typing import Any, cast
 
 from websockets.frames import Frame, Opcode
 from websockets.protocol import State as ProtocolState
@@ -57,7 +59,7 @@ from .outbox import Outbox, Outgoing, shutdown
 from .pong import Pong
 from .reactor import EVENT_READ, EVENT_WRITE, Reactor, Timer
 from .reading import RECV_SIZE, Reader, Reading, recv
-from .tls import guard
+from .tls import guard, is_tls
 from .wire import ServerProtocol
 
 __all__ = ["Engine"]
@@ -65,7 +67,7 @@ __all__ = ["Engine"]
 logger = logging.getLogger("flask_duplex")
 
 _OPEN, _CLOSING, _CLOSED, _FINISHED = State.OPEN, State.CLOSING, State.CLOSED, State.FINISHED
-_REACTOR = Reader.REACTOR
+_REACTOR, _HANDLER = Reader.REACTOR, Reader.HANDLER
 _PONG = Opcode.PONG
 
 
@@ -90,7 +92,6 @@ class Engine:
         "_protocol",
         "_reactor",
         "_reading",
-        "_receive_lock",
         "_resumed_at",
         "_sock",
         "_sock_timeout",
@@ -108,12 +109,14 @@ class Engine:
         reactor: Reactor,
         response: bytes,
         prefetched: bytes = b"",
+        sock_timeout: float | EllipsisType | None = ...,
         name: str = "",
     ) -> None:
         """Open the connection: queue the handshake ``response`` (the 101), start reading.
 
         ``prefetched`` holds bytes the server read past the request head;
-        ``name`` names the connection in logs.
+        ``sock_timeout`` is the timeout to give the socket back with (``...``:
+        the one it has now); ``name`` names the connection in logs.
         """
         self.name = name
         self._protocol = protocol
@@ -126,18 +129,20 @@ class Engine:
         # Made by the first thread that waits for input (see _wait_for).
         self._input_ready: threading.Condition | None = None
         self._waiters = 0  # threads waiting on _input_ready: notify only if any
-        self._receive_lock = threading.Lock()
         self._outbox = Outbox(sock, self._lock, reactor.wait, self._update_watch)
         self._inbox = Inbox(options.max_inbox, options.max_inbox_bytes)
-        self._reading = Reading(reactor, self._rearm)
+        self._reading = Reading(reactor, self._rearm, reactor.direct_reads)
         self._pings: dict[bytes, Pong] = {}
         self._events = 0  # what the reactor watches the socket for
         self._deadline: Timer | None = None  # close_timeout, once out of OPEN
         self._keepalive: Keepalive | None = None
         self._resumed_at = 0.0  # when reading last went on after the inbox was full
 
-        self._sock_timeout = sock.gettimeout()
-        sock.setblocking(False)
+        if sock_timeout is ...:
+            sock_timeout = sock.gettimeout()
+        self._sock_timeout = sock_timeout
+        if sock.gettimeout() != 0.0:
+            sock.setblocking(False)
         if sock.family in (socket.AF_INET, socket.AF_INET6):
             # Messages are written whole; waiting to coalesce them (Nagle) only
             # adds up to a delayed-ACK timeout (40 ms) to each small one.
@@ -150,6 +155,8 @@ class Engine:
                 self._feed(prefetched)
             self._update_watch()
         self._flush(block=False)
+        with self._lock:
+            self._reading.start()
         if options.ping_interval is not None and lifecycle.state is _OPEN:
             self._keepalive = Keepalive(self, options.ping_interval, options.ping_timeout, reactor)
 
@@ -163,31 +170,28 @@ class Engine:
                 every message that came before the close was returned.
         """
         deadline = None if timeout is None else time.monotonic() + timeout
-        if not self._receive_lock.acquire(timeout=-1 if timeout is None else max(timeout, 0)):
-            return None
-        try:
-            with self._lock:
+        with self._lock:
+            while True:
                 if self._inbox:
                     return self._pop()
                 if not self._lifecycle.reading:
                     raise self._closed_error()
-                if not self._reactor.direct_reads:
-                    wait = None if deadline is None else deadline - time.monotonic()
-                    self._wait_for(self._has_input, wait)
-                    if self._inbox:
-                        return self._pop()
-                    if not self._lifecycle.reading:
-                        raise self._closed_error()
-                    return None  # Timed out.
-                self._reading.claim()
-                self._update_watch()
-            try:
-                return self._read_until_message(deadline)
-            finally:
-                with self._lock:
-                    self._reading.release()
+                if self._may_read_here():
+                    self._reading.claim()
+                    self._update_watch()
+                    break
+                # The reactor reads (eventlet), or another thread does: wait for
+                # its messages, or for the socket to be free to read here.
+                wait = None if deadline is None else deadline - time.monotonic()
+                if wait is not None and wait <= 0:
+                    return None
+                self._wait_for(self._may_go_on, wait)
+        try:
+            return cast("Message | None", self._read_directly(deadline, self._take_message))
         finally:
-            self._receive_lock.release()
+            with self._lock:
+                self._reading.release()
+                self._notify_input()  # Another thread may wait to read.
 
     def send(self, data: bytes | bytearray | memoryview, text: bool) -> None:
         """Send one message; return once it is written or queued behind another writer.
@@ -259,16 +263,37 @@ class Engine:
     def close(self, code: int, reason: str) -> None:
         """Close, and wait up to ``close_timeout`` for the peer's close frame.
 
-        Does nothing on a connection that is not open; never raises.
+        Does nothing on a connection that is not open; never raises. The
+        calling thread reads the peer's answer itself when it can, as
+        ``receive()`` does.
         """
-        self.close_nowait(code, reason)
+        self._start_close(code, reason, reactor_reads=not self._reactor.direct_reads)
+        deadline = time.monotonic() + self._options.close_timeout
+        done = False
         with self._lock:
-            done = self._wait_for(self._input_over, self._options.close_timeout)
+            while not done:
+                if not self._lifecycle.reading:
+                    done = True
+                elif self._may_read_here():
+                    self._reading.claim()
+                    break
+                elif not self._wait_for(self._closed_or_free, deadline - time.monotonic()):
+                    break
+        if not done and self._reading.reader is _HANDLER:
+            try:
+                done = bool(self._read_directly(deadline, self._input_is_over))
+            finally:
+                with self._lock:
+                    self._reading.release()
+                    self._notify_input()
         if not done:
             self.abort()
 
     def close_nowait(self, code: int, reason: str) -> None:
         """Start the closing handshake; return without waiting for the peer."""
+        self._start_close(code, reason, reactor_reads=True)
+
+    def _start_close(self, code: int, reason: str, reactor_reads: bool) -> None:
         with self._lock:
             if self._lifecycle.state is not _OPEN:
                 return
@@ -277,8 +302,9 @@ class Engine:
             self._lifecycle.sent = (code, reason)
             self._lifecycle.move(_CLOSING)
             self._left_open()
-            # The peer's answer must be read now, not at the reactor's next tick.
-            self._reading.take_back()
+            if reactor_reads:
+                # The peer's answer must be read now, not at the reactor's next tick.
+                self._reading.take_back()
             # Data frames are dropped from now on, so reading goes on even if
             # the inbox is full: the peer's close frame may be behind them.
             if self._protocol.parse_paused:
@@ -326,14 +352,16 @@ class Engine:
         # the way every server takes for a client that left: a broken pipe.
         # A TLS socket's own shutdown() also drops its TLS layer, so the write
         # fails as a plain one instead of as a TLS error, which servers log.
-        try:
-            self._sock.shutdown(socket.SHUT_WR)
-        except OSError:
-            pass
-        try:
-            self._sock.settimeout(self._sock_timeout)
-        except OSError:
-            pass
+        if is_tls(self._sock) or not self._outbox.write_shut:
+            try:
+                self._sock.shutdown(socket.SHUT_WR)
+            except OSError:
+                pass
+        if self._sock_timeout != 0.0:
+            try:
+                self._sock.settimeout(self._sock_timeout)
+            except OSError:
+                pass
         with self._lock:
             self._lifecycle.advance(_FINISHED)
             if self._deadline is not None:
@@ -398,7 +426,15 @@ class Engine:
 
     # -- reading ----------------------------------------------------------------
 
-    def _read_until_message(self, deadline: float | None) -> Message | None:
+    def _read_directly(
+        self, deadline: float | None, settle: Callable[[], Any]
+    ) -> Message | bool | None:
+        """Read the socket on this thread until ``settle()`` gives an answer, or the deadline.
+
+        After each read, ``settle()`` runs under the lock: ``None`` reads on,
+        an exception is raised, anything else is returned. Returns ``None``
+        when the deadline passes first.
+        """
         sock = self._sock
         wait_for_socket = self._reactor.wait
         more = False  # The last read filled the buffer: more is likely waiting.
@@ -422,19 +458,28 @@ class Engine:
             more = len(data) == RECV_SIZE
             with self._lock:
                 self._feed(data)
-                if self._inbox:
-                    message: Message | None = self._pop()
-                    error = None
-                else:
-                    message = None
-                    error = None if self._lifecycle.reading else self._closed_error()
+                answer = settle()
             # Never wait here: receive() must keep its timeout even while a
             # sender waits on a peer that does not read.
             self._flush(block=False)
-            if message is not None:
-                return message
-            if error is not None:
-                raise error
+            if answer is not None:
+                if isinstance(answer, ConnectionClosed):
+                    raise answer
+                return cast("Message | bool", answer)
+
+    def _take_message(self) -> Message | ConnectionClosed | None:
+        # Lock held: the next message, the end, or None to read on.
+        if self._inbox:
+            return self._pop()
+        return None if self._lifecycle.reading else self._closed_error()
+
+    def _input_is_over(self) -> bool | None:
+        # Lock held.
+        return None if self._lifecycle.reading else True
+
+    def _may_read_here(self) -> bool:
+        # Lock held: whether the calling thread may read the socket now.
+        return self._reactor.direct_reads and self._reading.reader is not _HANDLER
 
     def _on_ready(self, mask: int) -> None:
         # Reactor thread: never block here.
@@ -500,11 +545,14 @@ class Engine:
             self._update_watch()
         return message
 
-    def _has_input(self) -> bool:
-        return bool(self._inbox) or not self._lifecycle.reading
+    def _closed_or_free(self) -> bool:
+        # A waiting close() has something to do: input ended, or the socket is free.
+        return not self._lifecycle.reading or self._may_read_here()
 
-    def _input_over(self) -> bool:
-        return not self._lifecycle.reading
+    def _may_go_on(self) -> bool:
+        # A waiting receive() or close() has something to do: a message, the
+        # end of input, or the socket free to read.
+        return bool(self._inbox) or not self._lifecycle.reading or self._may_read_here()
 
     # -- writing ------------------------------------------------------------
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import threading
 import time
@@ -18,7 +19,7 @@ from .channels import Channels, Subscription
 from .connection import WebSocket, check_close
 from .hub import Hub, create_hub, encode_message
 from .options import CONFIG_PREFIX, AppSettings, Options, check_names
-from .serving import Hook, serve
+from .serving import Hook, compact_dumps, serve
 from .tasks import DeploymentTask, Task, Tasks
 from .tasks import sleep as task_sleep
 
@@ -70,7 +71,8 @@ class DuplexState:
         self._options: dict[Route, Options] = {}
         self._warned_servers: set[str] = set()
         self._open = 0  # accepted connections whose handler has not finished
-        self._idle = threading.Condition()
+        self._counter_lock = threading.Lock()
+        self._idle: threading.Condition | None = None  # Made by the first close_all() that waits.
         #: The app's background and deployment-wide tasks in this process.
         self.tasks = Tasks(app)
         #: The app's server-side channel subscriptions in this process.
@@ -103,14 +105,16 @@ class DuplexState:
         return True
 
     def connection_opened(self) -> None:
-        with self._idle:
+        with self._counter_lock:
             self._open += 1
 
     def connection_finished(self) -> None:
-        with self._idle:
+        with self._counter_lock:
             self._open -= 1
-            if not self._open:
-                self._idle.notify_all()
+            idle = self._idle if not self._open else None
+        if idle is not None:
+            with idle:
+                idle.notify_all()
 
     def close_all(self, code: int = 1001, reason: str = "", timeout: float | None = None) -> int:
         """See :meth:`Duplex.close_all`."""
@@ -119,9 +123,13 @@ class DuplexState:
         if timeout is None:
             return self._open
         deadline = time.monotonic() + timeout
-        with self._idle:
+        with self._counter_lock:
+            if self._idle is None:
+                self._idle = threading.Condition()
+            idle = self._idle
+        with idle:
             while self._open and (left := deadline - time.monotonic()) > 0:
-                self._idle.wait(left)
+                idle.wait(left)
             return self._open
 
     def close(self) -> None:
@@ -465,7 +473,7 @@ class Duplex:
         """The hub to publish with: the current app's, the only app's, or a publisher's."""
         app = self._app_or_none()
         if app is not None:
-            return _state(app).hub, app.json.dumps
+            return _state(app).hub, compact_dumps(app)
         if self._message_queue is None or self._channel is None:
             raise RuntimeError(
                 "this Duplex has no app: call init_app(app), or to publish from a process "
@@ -477,7 +485,7 @@ class Duplex:
                 self._publisher = create_hub(
                     self._message_queue, channel=self._channel, presence_ttl=30.0
                 )
-        return self._publisher, json.dumps
+        return self._publisher, functools.partial(json.dumps, separators=(",", ":"))
 
     def test_client(self, http: FlaskClient | None = None, *, timeout: float = 5.0) -> TestClient:
         """A client that opens connections to this extension's routes without a server.
@@ -577,9 +585,12 @@ class Duplex:
         view.__name__ = route.endpoint
         view.__doc__ = route.handler.__doc__
         # Werkzeug routes upgrade requests only to rules marked websocket=True.
-        # The twin plain rule lets the view answer other requests with 426.
-        target.add_url_rule(route.rule, route.endpoint, view, methods=["GET"], websocket=True)
+        # The twin plain rule lets the view answer other requests with 426. It
+        # comes first so that url_for() builds the plain path ("/chat/ws"),
+        # which a page resolves against its own scheme, rather than an
+        # absolute ws:// URL built from the request (wrong behind a TLS proxy).
         target.add_url_rule(route.rule, route.endpoint, view, methods=["GET"])
+        target.add_url_rule(route.rule, route.endpoint, view, methods=["GET"], websocket=True)
 
 
 def _stop_dropped_app(tasks: Tasks, hub: Hub) -> None:

@@ -4,8 +4,11 @@ The WSGI server has parsed the request; its method, HTTP version and headers
 reach us in the environ. Our checks come first: a request without ``Upgrade:
 websocket`` gets 426 (it is a browser or a plain HTTP client at a
 WebSocket-only URL), then the origin policy below, then method (405), version
-(505) and body (400). The websockets ``ServerProtocol`` checks the rest
-(``Connection``, key, version, extensions, subprotocols) and builds the 101.
+(505) and body (400), then what RFC 6455 4.2.1 asks of the upgrade request
+(``Connection: Upgrade``, ``Upgrade: websocket``, a key of 16 bytes, version
+13). Extensions are negotiated by websockets' own permessage-deflate factory,
+and the 101 is written here, in one string: building websockets' request and
+response objects for it would cost more than the whole check.
 
 Origin policy, against cross-site WebSocket hijacking: a request without
 ``Origin`` is accepted (non-browser clients send none); an ``Origin`` naming
@@ -15,17 +18,20 @@ unless it is listed in the ``origins`` option (``"*"`` accepts all).
 
 from __future__ import annotations
 
+import base64
+import binascii
 import dataclasses
 import http
 from collections.abc import Mapping, Sequence
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import urlsplit
 
-from websockets.datastructures import Headers
+from websockets.exceptions import InvalidHandshake, NegotiationError
+from websockets.extensions import Extension
 from websockets.extensions.permessage_deflate import enable_server_permessage_deflate
-from websockets.http11 import Request
-from websockets.server import ServerProtocol as WebSocketsServerProtocol
-from websockets.typing import Subprotocol
+from websockets.headers import build_extension, parse_extension, parse_subprotocol
+from websockets.typing import ExtensionHeader
+from websockets.utils import accept_key
 
 from .options import Options
 from .wire import ServerProtocol
@@ -85,21 +91,86 @@ def negotiate(
     if environ.get("CONTENT_LENGTH", "0") not in ("", "0") or "HTTP_TRANSFER_ENCODING" in environ:
         return _reject(http.HTTPStatus.BAD_REQUEST, "A WebSocket handshake has no body.")
 
+    connection = environ.get("HTTP_CONNECTION", "")
+    if not any(token.strip().lower() == "upgrade" for token in connection.split(",")):
+        return _reject(
+            http.HTTPStatus.UPGRADE_REQUIRED,
+            f"A WebSocket handshake has Connection: Upgrade, not {connection!r}.",
+            [("Upgrade", "websocket")],
+        )
+    key = environ.get("HTTP_SEC_WEBSOCKET_KEY", "")
+    try:
+        valid_key = len(base64.b64decode(key, validate=True)) == 16
+    except (binascii.Error, ValueError):
+        valid_key = False
+    if not valid_key:
+        return _reject(
+            http.HTTPStatus.BAD_REQUEST,
+            f"Sec-WebSocket-Key must be 16 bytes in base64, not {key!r}.",
+        )
+    version = environ.get("HTTP_SEC_WEBSOCKET_VERSION")
+    if version != "13":
+        return _reject(
+            http.HTTPStatus.BAD_REQUEST,
+            f"This server speaks Sec-WebSocket-Version 13, not {version!r}.",
+            [("Sec-WebSocket-Version", "13")],
+        )
+
+    lines = [_SWITCHING, "Sec-WebSocket-Accept: ", accept_key(key), "\r\n"]
+    extensions: list[Extension] = []
+    offered = environ.get("HTTP_SEC_WEBSOCKET_EXTENSIONS")
+    if offered and options.compression:
+        try:
+            answer, extensions = _negotiate_extensions(offered)
+        except InvalidHandshake as exc:
+            return _reject(http.HTTPStatus.BAD_REQUEST, f"Sec-WebSocket-Extensions: {exc}.")
+        if answer:
+            lines += ["Sec-WebSocket-Extensions: ", answer, "\r\n"]
+    subprotocol = None
+    requested = environ.get("HTTP_SEC_WEBSOCKET_PROTOCOL")
+    if requested and options.subprotocols:
+        try:
+            subprotocol = _first_shared(options.subprotocols, parse_subprotocol(requested))
+        except InvalidHandshake as exc:
+            return _reject(http.HTTPStatus.BAD_REQUEST, f"Sec-WebSocket-Protocol: {exc}.")
+        if subprotocol is not None:
+            lines += ["Sec-WebSocket-Protocol: ", subprotocol, "\r\n"]
+    lines.append("\r\n")
     protocol = ServerProtocol(
-        extensions=enable_server_permessage_deflate(None) if options.compression else None,
-        subprotocols=[Subprotocol(name) for name in options.subprotocols] or None,
-        select_subprotocol=_first_shared_subprotocol,
-        max_size=options.max_message_size,
+        extensions=extensions, subprotocol=subprotocol, max_size=options.max_message_size
     )
-    # The protocol checks the headers the WSGI server parsed (Upgrade,
-    # Connection, key, version, extensions) and builds the 101.
-    response = protocol.accept(Request(_request_target(environ), _request_headers(environ)))
-    if response.status_code != 101:
-        body = response.body or b""
-        extra = [(k, v) for k, v in response.headers.raw_items() if k.lower() in _KEPT_HEADERS]
-        return Rejected(response.status_code, extra, bytes(body))
-    protocol.send_response(response)
-    return Accepted(protocol, b"".join(protocol.data_to_send()))
+    return Accepted(protocol, "".join(lines).encode())
+
+
+_SWITCHING = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+
+
+def _negotiate_extensions(offered: str) -> tuple[str | None, list[Extension]]:
+    """Accept what the client offers of permessage-deflate; the response header and extensions.
+
+    As websockets' own server does: each offer is tried against the factory,
+    and one that does not suit it is skipped.
+
+    Raises:
+        InvalidHandshake: The header is malformed.
+    """
+    accepted: list[Extension] = []
+    answers: list[ExtensionHeader] = []
+    for factory in _EXTENSION_FACTORIES:
+        for name, params in parse_extension(offered):
+            if name != factory.name:
+                continue
+            try:
+                response_params, extension = factory.process_request_params(params, accepted)
+            except NegotiationError:
+                continue
+            answers.append((name, response_params))
+            accepted.append(extension)
+            break
+    return (build_extension(answers) if answers else None), accepted
+
+
+_EXTENSION_FACTORIES = enable_server_permessage_deflate(None) or []
 
 
 def origin_allowed(origin: str, environ: Mapping[str, Any], allowed: Sequence[str]) -> bool:
@@ -123,38 +194,13 @@ def origin_allowed(origin: str, environ: Mapping[str, Any], allowed: Sequence[st
 _DEFAULT_PORTS = {"http": ":80", "https": ":443"}
 
 
-def _first_shared_subprotocol(
-    protocol: WebSocketsServerProtocol, offered: Sequence[Subprotocol]
-) -> Subprotocol | None:
+def _first_shared(ours: Sequence[str], offered: Sequence[str]) -> str | None:
     # RFC 6455 lets the server go on without a subprotocol when none is
     # shared; the handler sees ``ws.subprotocol is None`` and decides.
-    for name in protocol.available_subprotocols or ():
+    for name in ours:
         if name in offered:
             return name
     return None
-
-
-def _request_target(environ: Mapping[str, Any]) -> str:
-    """The request target the client sent: path and query."""
-    target = environ.get("RAW_URI") or environ.get("REQUEST_URI")
-    if target:
-        return str(target)
-    path = quote(environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", ""))
-    query = environ.get("QUERY_STRING")
-    return f"{path}?{query}" if query else path
-
-
-def _request_headers(environ: Mapping[str, Any]) -> Headers:
-    headers = Headers()
-    for key, value in environ.items():
-        if key.startswith("HTTP_"):
-            headers[key[5:].replace("_", "-").title()] = value
-    return headers
-
-
-# Headers of a websockets rejection worth keeping in a WSGI response; the rest
-# (Date, Connection, Content-Length) are the WSGI server's to set.
-_KEPT_HEADERS = frozenset({"content-type", "upgrade", "allow"})
 
 
 def _reject(

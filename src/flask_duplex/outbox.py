@@ -105,6 +105,7 @@ class Outbox:
         "drops",
         "size",
         "stalled",
+        "write_shut",
     )
 
     def __init__(
@@ -124,6 +125,8 @@ class Outbox:
         self._pong: bytes | None = None
         #: How many times queued bytes were dropped (see the module's docstring).
         self.drops = 0
+        #: The end-of-stream marker was written: the socket's write side is shut down.
+        self.write_shut = False
         self._write_lock = threading.Lock()
         #: A non-blocking writer filled the socket and left the rest to the reactor.
         self.stalled = False
@@ -290,6 +293,7 @@ class Outbox:
             if rest:
                 return [*rest, *chunks[index:]], rest_partial
             shutdown(self._sock, socket.SHUT_WR)
+            self.write_shut = True
             start = index + 1
         return self._send_run(chunks[start:], partial and start == 0, block)
 

@@ -35,6 +35,10 @@ logger = logging.getLogger("flask_duplex")
 #: pings and closes sent meanwhile wait at most this long for an answer.
 REARM_DELAY = 0.05
 
+#: The longest the loop waits without looking at its timers. A timer due later
+#: than that never needs to wake the loop up: the loop looks again in time.
+MAX_WAIT = 1.0
+
 EVENT_READ = selectors.EVENT_READ
 EVENT_WRITE = selectors.EVENT_WRITE
 
@@ -49,16 +53,21 @@ _LIVE_SELECTORS = tuple(
 class Timer:
     """A callback scheduled on the reactor; ``cancel()`` keeps it from running."""
 
-    __slots__ = ("callback", "cancelled", "deadline")
+    __slots__ = ("_reactor", "callback", "cancelled", "deadline")
 
-    def __init__(self, deadline: float, callback: Callable[[], None]) -> None:
+    def __init__(self, deadline: float, callback: Callable[[], None], reactor: Reactor) -> None:
         self.deadline = deadline
         self.callback: Callable[[], None] | None = callback
         self.cancelled = False
+        self._reactor: Reactor | None = reactor  # None once out of the reactor's heap
 
     def cancel(self) -> None:
-        self.cancelled = True
-        self.callback = None
+        if not self.cancelled:
+            self.cancelled = True
+            self.callback = None
+            reactor = self._reactor
+            if reactor is not None:
+                reactor.timer_cancelled()
 
 
 class Reactor:
@@ -71,6 +80,7 @@ class Reactor:
         self.short_lock = green.short_lock_factory()
         self._lock = self.short_lock()
         self._timers: list[tuple[float, int, Timer]] = []
+        self._cancelled = 0  # cancelled timers still in the heap
         self._sequence = itertools.count()
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
@@ -90,6 +100,8 @@ class Reactor:
         self._next_rearm = 0.0
         # The loop's wait will not end in time for a rearm: rearm_soon() must wake it.
         self._waiting_long = False
+        # When the loop's current wait ends at the latest (monotonic time).
+        self._wakes_at = 0.0
         self._thread = threading.Thread(target=self._run, name="flask-duplex-reactor", daemon=True)
         self._thread.start()
 
@@ -132,13 +144,38 @@ class Reactor:
 
     def call_later(self, delay: float, callback: Callable[[], None]) -> Timer:
         """Run ``callback`` on the reactor thread after ``delay`` seconds."""
-        timer = Timer(time.monotonic() + delay, callback)
+        timer = Timer(time.monotonic() + delay, callback, self)
         with self._lock:
-            earliest = self._timers[0][0] if self._timers else None
             heapq.heappush(self._timers, (timer.deadline, next(self._sequence), timer))
-        if earliest is None or timer.deadline < earliest:
+            wake = timer.deadline < self._wakes_at
+        if wake:  # Only a timer due before the loop looks again needs a wake-up.
             self._wake()
         return timer
+
+    @property
+    def timer_count(self) -> int:
+        """Timers in the heap, cancelled ones included (for tests and diagnostics)."""
+        return len(self._timers)
+
+    def timer_cancelled(self) -> None:
+        """Count a cancelled timer; when they are most of the heap, drop them from it.
+
+        Every connection schedules timers (keepalive, the close deadline) and
+        most are cancelled long before they are due. Left in the heap, they
+        would make it grow with the connection rate.
+        """
+        with self._lock:
+            self._cancelled += 1
+            if self._cancelled > 64 and self._cancelled * 2 > len(self._timers):
+                kept = []
+                for entry in self._timers:
+                    if entry[2].cancelled:
+                        entry[2]._reactor = None
+                    else:
+                        kept.append(entry)
+                heapq.heapify(kept)
+                self._timers = kept
+                self._cancelled = 0
 
     def _wake(self) -> None:
         try:
@@ -149,12 +186,17 @@ class Reactor:
     def _run(self) -> None:
         while True:
             with self._lock:
-                timeout = REARM_DELAY if self._rearm else None
-                if self._timers:
-                    until_timer = max(0.0, self._timers[0][0] - time.monotonic())
-                    timeout = until_timer if timeout is None else min(timeout, until_timer)
-                # A timer due in 15 s is as long a wait as none for a rearm.
-                self._waiting_long = timeout is None or timeout > REARM_DELAY
+                now = time.monotonic()
+                timeout = REARM_DELAY if self._rearm else MAX_WAIT
+                timers = self._timers
+                while timers and timers[0][2].cancelled:  # Never wake up for nothing.
+                    heapq.heappop(timers)[2]._reactor = None
+                    self._cancelled -= 1
+                if timers:
+                    timeout = max(0.0, min(timeout, timers[0][0] - now))
+                self._wakes_at = now + timeout
+                # A wait longer than a rearm's delay: rearm_soon() must wake the loop.
+                self._waiting_long = timeout > REARM_DELAY
             for key, mask in self._selector.select(timeout):
                 if key.data is None:
                     self._drain_wakeups()
@@ -196,7 +238,12 @@ class Reactor:
         due: list[Timer] = []
         with self._lock:
             while self._timers and self._timers[0][0] <= now:
-                due.append(heapq.heappop(self._timers)[2])
+                timer = heapq.heappop(self._timers)[2]
+                timer._reactor = None
+                if timer.cancelled:
+                    self._cancelled -= 1
+                else:
+                    due.append(timer)
         for timer in due:
             callback = timer.callback
             if callback is None:
@@ -208,24 +255,31 @@ class Reactor:
 
 
 _reactor: Reactor | None = None
-_reactor_pid = 0
 _reactor_lock = threading.Lock()
+
+
+def _forget_after_fork() -> None:
+    # A forked child (a gunicorn worker) has no reactor thread: it starts its own.
+    global _reactor, _reactor_lock
+    _reactor = None
+    _reactor_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_after_fork)
 
 
 def current_reactor() -> Reactor | None:
     """The process's reactor, if one was started (in this process)."""
-    reactor = _reactor
-    return reactor if reactor is not None and _reactor_pid == os.getpid() else None
+    return _reactor
 
 
 def get_reactor() -> Reactor:
     """The process's reactor, started on first use (and again after a fork)."""
-    global _reactor, _reactor_pid
+    global _reactor
     reactor = _reactor
-    if reactor is not None and _reactor_pid == os.getpid():
+    if reactor is not None:
         return reactor
     with _reactor_lock:
-        if _reactor is None or _reactor_pid != os.getpid():
+        if _reactor is None:
             _reactor = Reactor()
-            _reactor_pid = os.getpid()
         return _reactor

@@ -59,13 +59,22 @@ class Reading:
 
     __slots__ = ("_reactor", "_rearm", "_tick_pending", "reader")
 
-    def __init__(self, reactor: Reactor, rearm: Callable[[], None]) -> None:
+    def __init__(self, reactor: Reactor, rearm: Callable[[], None], handlers_read: bool) -> None:
         self._reactor = reactor
         #: Called on the reactor's next tick after a handler left ``receive()``;
         #: it takes the lock and calls :meth:`tick`.
         self._rearm = rearm
-        self.reader = Reader.REACTOR
         self._tick_pending = False  # _rearm is scheduled on the reactor
+        # A new connection's handler usually receives at once: the reactor
+        # takes the socket only if it has not by the next tick (see start()),
+        # so a short connection never costs a registration with the reactor.
+        self.reader = Reader.NOBODY if handlers_read else Reader.REACTOR
+
+    def start(self) -> None:
+        """The connection opened: the reactor reads from its next tick on, unless a thread does."""
+        if self.reader is Reader.NOBODY and not self._tick_pending:
+            self._tick_pending = True
+            self._reactor.rearm_soon(self._rearm)
 
     def claim(self) -> None:
         """A thread in ``receive()`` becomes the reader (lock held)."""

@@ -79,6 +79,8 @@ class Task:
         self._target = target
         self._stop = threading.Event()
         self._done = threading.Event()
+        # Called by cancel(): waits other than sleep() (a subscription's get()) end too.
+        self._on_cancel: list[Callable[[], None]] = []
 
     def start(self) -> Task:
         green.spawn(self._run, self.name)
@@ -95,8 +97,18 @@ class Task:
         return self._done.is_set()
 
     def cancel(self) -> None:
-        """Ask the task to stop: its next (or current) ``duplex.sleep()`` raises TaskCancelled."""
+        """Ask the task to stop: its next (or current) ``duplex.sleep()`` raises TaskCancelled.
+
+        So does a ``Subscription.get()`` it waits in.
+        """
         self._stop.set()
+        for wake in list(self._on_cancel):
+            wake()
+
+    def watch_cancel(self, wake: Callable[[], None]) -> Callable[[], None]:
+        """Have ``cancel()`` call ``wake``; returns a function that stops it."""
+        self._on_cancel.append(wake)
+        return lambda: self._on_cancel.remove(wake)
 
     def join(self, timeout: float | None = None) -> bool:
         """Wait until the task ended; False if ``timeout`` passed first."""
@@ -147,6 +159,9 @@ class DeploymentTask(Task):
 
     Attributes:
         running_here: Whether this process holds the lease and runs the function now.
+        started: Whether the function started in this process (stays true after
+            it returned): with ``done``, it tells a bid still waiting for the
+            lease (neither) from one that ran here.
     """
 
     def __init__(
@@ -163,6 +178,7 @@ class DeploymentTask(Task):
         self._function = function
         self._token = uuid.uuid4().hex
         self.running_here = False
+        self.started = False
 
     def _compete(self, task: Task) -> None:
         every = self._ttl / 3
@@ -180,6 +196,7 @@ class DeploymentTask(Task):
     def _hold(self) -> None:
         """Run the function while the lease lasts; release it when the function returns."""
         worker = Task(self.name, lambda _task: self._function())
+        self.started = True
         self.running_here = True
         worker.start()
         every = self._ttl / 3

@@ -18,20 +18,20 @@ keep a connection's memory bounded whatever the peer sends:
   grow that queue without end. The sink keeps at most one pong waiting (RFC
   6455 5.5.3 allows answering only the most recent ping).
 
-The WSGI server has already parsed the request head, so parsing starts at
-frames.
+The handshake is checked in ``handshake.py``, from what the WSGI server parsed;
+the protocol starts OPEN, and parsing starts at frames.
 """
 
 from __future__ import annotations
 
 from collections.abc import Generator
-from typing import Any, Protocol
+from typing import Protocol as Interface
 
+from websockets.extensions import Extension
 from websockets.frames import Frame, Opcode
-from websockets.protocol import Protocol as WebSocketsProtocol
-from websockets.protocol import State
-from websockets.server import ServerProtocol as WebSocketsServerProtocol
+from websockets.protocol import Protocol, Side, State
 from websockets.streams import StreamReader
+from websockets.typing import Subprotocol
 
 __all__ = ["FrameSink", "ServerProtocol"]
 
@@ -40,7 +40,7 @@ _PING, _PONG, _CLOSE = Opcode.PING, Opcode.PONG, Opcode.CLOSE
 _OPEN = State.OPEN
 
 
-class FrameSink(Protocol):
+class FrameSink(Interface):
     """Where the protocol hands the frames it parses (the engine)."""
 
     def on_data(self, frame: Frame) -> None:
@@ -74,11 +74,23 @@ class _PausableReader(StreamReader):
         return (yield from super().at_eof())
 
 
-class ServerProtocol(WebSocketsServerProtocol):
-    """websockets' server protocol, with frames handed to a sink (see the module's docstring)."""
+class ServerProtocol(Protocol):
+    """websockets' protocol, server side and open, with frames handed to a sink.
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+    See the module's docstring. ``extensions`` and ``subprotocol`` are what
+    the handshake negotiated.
+    """
+
+    def __init__(
+        self,
+        *,
+        extensions: list[Extension],
+        subprotocol: str | None,
+        max_size: int | None,
+    ) -> None:
+        super().__init__(Side.SERVER, state=State.OPEN, max_size=max_size)
+        self.extensions = extensions
+        self.subprotocol = None if subprotocol is None else Subprotocol(subprotocol)
         #: Receives the frames; set by the engine when the connection opens.
         self.sink: FrameSink | None = None
         self._input = _PausableReader(self)
@@ -86,12 +98,6 @@ class ServerProtocol(WebSocketsServerProtocol):
         # websockets started its parser on the reader it made; start ours on this one.
         self.parser = self.parse()
         next(self.parser)
-
-    def parse(self) -> Generator[None]:
-        # The WSGI server has read and parsed the request head; what the client
-        # sends from here on is frames. (ServerProtocol.parse would parse an
-        # HTTP request first, and keep it alive as long as the connection.)
-        yield from WebSocketsProtocol.parse(self)
 
     @property
     def parse_paused(self) -> bool:

@@ -151,7 +151,9 @@ def test_connect_hooks_see_the_request_when_another_thread_accepts(app: Flask) -
 def named(ws: WebSocket, room: str) -> None:
     ws.join(room, {"name": request.args["name"], "color": "green"})
     ws.send(ws.id)
-    ws.receive()
+    for message in ws:  # A new name: join the same room again.
+        ws.join(room, {"name": str(message), "color": "green"})
+        ws.send("renamed")
 
 
 def test_presence_tells_what_each_member_joined_with(app: Flask) -> None:
@@ -164,6 +166,10 @@ def test_presence_tells_what_each_member_joined_with(app: Flask) -> None:
                 ana_id: {"name": "ana", "color": "green"},
                 bo_id: {"name": "bo", "color": "green"},
             }
+        ana.send("anna")
+        assert ana.receive(timeout=1) == "renamed"
+        with app.app_context():
+            assert duplex.presence("hall")[ana_id] == {"name": "anna", "color": "green"}
         bo.close()
     with app.app_context():
         assert duplex.presence("hall") == {}
@@ -188,3 +194,10 @@ def test_info_must_be_a_small_dict(app: Flask) -> None:
         pass
     assert errors[0].startswith("TypeError: info is a dict")
     assert errors[1].startswith("ValueError: info is ") and "1024" in errors[1]
+
+
+def test_broadcast_json_is_compact(app: Flask) -> None:
+    """A dict broadcast goes out as compact JSON: no spaces after , and :."""
+    with duplex.test_client().connect("/room/compact") as ws, app.app_context():
+        duplex.broadcast({"text": "x", "n": [1, 2]}, to="compact")
+        assert ws.receive(timeout=1) == '{"n":[1,2],"text":"x"}'

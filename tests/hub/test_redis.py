@@ -129,8 +129,11 @@ def test_presence_tells_what_each_member_joined_with(pair: tuple[Server, Server]
             bo_id = bo.recv(timeout=5)
             expected = {ana_id: {"name": "ana"}, bo_id: {"name": "bo"}}
             assert presence(first, "hall") == presence(second, "hall") == expected
+            ana.send("anna")
+            assert ana.recv(timeout=5) == "renamed"
+            assert presence(second, "hall")[ana_id] == {"name": "anna"}
         wait_until(lambda: bo_id not in presence(first, "hall"), 3, "bo to leave")
-        assert presence(second, "hall") == {ana_id: {"name": "ana"}}
+        assert presence(second, "hall") == {ana_id: {"name": "anna"}}
 
 
 def test_disconnect_leaves_presence_on_every_process(pair: tuple[Server, Server]) -> None:

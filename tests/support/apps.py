@@ -227,8 +227,9 @@ def first_broadcast(ws: WebSocket, name: str) -> None:
 def named(ws: WebSocket, room: str) -> None:
     ws.join(room, {"name": request.args["name"]})
     ws.send(ws.id)
-    for _ in ws:
-        pass
+    for message in ws:  # A new name: join the same room again.
+        ws.join(room, {"name": str(message)})
+        ws.send("renamed")
 
 
 @duplex.route("/room/<name>")

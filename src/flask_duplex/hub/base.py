@@ -78,15 +78,17 @@ class Hub(abc.ABC):
         return frozenset(rooms)
 
     def join(self, member: Member, room: str, info: str = "{}") -> bool:
-        """Put ``member`` in ``room``; False if it was there already or is not registered.
+        """Put ``member`` in ``room``, or update its info there; True if anything changed.
 
-        ``info`` (JSON text) is what :meth:`presence` tells about it in that room.
+        ``info`` (JSON text) is what :meth:`presence` tells about it in that
+        room. False if ``member`` is not registered (it ended), or was in the
+        room already with the same info.
         """
         with self._lock:
             if member.id not in self._members:
                 return False
             rooms = self._member_rooms.setdefault(member.id, set())
-            if room in rooms:
+            if room in rooms and self._info.get((room, member.id)) == info:
                 return False
             rooms.add(room)
             self._rooms.setdefault(room, set()).add(member)

@@ -7,19 +7,28 @@ import dataclasses
 import io
 import socket
 from collections.abc import Mapping
+from types import EllipsisType
 from typing import Any
 
 from flask import Response
 
-__all__ = ["Handover", "ServerAdapter", "read_buffered"]
+__all__ = ["Handover", "ServerAdapter", "handover_buffered"]
 
 
 @dataclasses.dataclass
 class Handover:
-    """The client socket, and bytes the server read from it past the request head."""
+    """The client socket, and bytes the server read from it past the request head.
+
+    Attributes:
+        sock: The client socket, blocking or not.
+        prefetched: Bytes the server read past the request head.
+        timeout: The socket's timeout as the server set it, to put back when
+            the connection is over; ``...`` when ``sock`` still has it.
+    """
 
     sock: socket.socket
     prefetched: bytes = b""
+    timeout: float | EllipsisType | None = ...
 
 
 class ServerAdapter(abc.ABC):
@@ -57,19 +66,19 @@ class ServerAdapter(abc.ABC):
         return str(environ.get("SERVER_PROTOCOL", "HTTP/1.1"))
 
 
-def read_buffered(stream: object, sock: socket.socket) -> bytes:
-    """Return the bytes a buffered reader over ``sock`` holds, without blocking.
+def handover_buffered(stream: object, sock: socket.socket) -> Handover:
+    """Hand ``sock`` over with the bytes a buffered reader over it holds, without blocking.
 
     A client may send its first frames right behind the handshake; the server's
-    reader may then have buffered them along with the request head.
+    reader may then have buffered them along with the request head. The socket
+    is left non-blocking, as the engine wants it (one system call, not three).
     """
     if not isinstance(stream, io.BufferedReader):
-        return b""
+        return Handover(sock)
     timeout = sock.gettimeout()
     sock.setblocking(False)
     try:
-        return stream.read1(1 << 16) or b""
+        prefetched = stream.read1(1 << 16) or b""
     except OSError:
-        return b""
-    finally:
-        sock.settimeout(timeout)
+        prefetched = b""
+    return Handover(sock, prefetched, timeout)

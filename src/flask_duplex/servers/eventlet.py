@@ -18,7 +18,7 @@ from flask import Response
 
 from .. import green
 from ..errors import UnsupportedServer
-from .base import Handover, ServerAdapter, read_buffered
+from .base import Handover, ServerAdapter, handover_buffered
 
 __all__ = ["EventletAdapter"]
 
@@ -39,7 +39,7 @@ class EventletAdapter(ServerAdapter):
     def take_over(self, environ: Mapping[str, Any]) -> Handover:
         source = environ["eventlet.input"]
         sock = source.get_socket()
-        return Handover(sock, read_buffered(source.rfile, sock))
+        return handover_buffered(source.rfile, sock)
 
     def request_protocol(self, environ: Mapping[str, Any]) -> str:
         # eventlet always reports SERVER_PROTOCOL as HTTP/1.0, whatever the

@@ -17,7 +17,7 @@ from typing import Any
 
 from .. import green
 from ..errors import UnsupportedServer
-from .base import Handover, ServerAdapter, read_buffered
+from .base import Handover, ServerAdapter, handover_buffered
 
 __all__ = ["GeventAdapter"]
 
@@ -38,4 +38,4 @@ class GeventAdapter(ServerAdapter):
     def take_over(self, environ: Mapping[str, Any]) -> Handover:
         rfile = environ["wsgi.input"]
         sock = rfile.raw._sock
-        return Handover(sock, read_buffered(rfile, sock))
+        return handover_buffered(rfile, sock)

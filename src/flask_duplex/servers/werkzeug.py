@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from .base import Handover, ServerAdapter, read_buffered
+from .base import Handover, ServerAdapter, handover_buffered
 
 __all__ = ["WerkzeugAdapter"]
 
@@ -26,4 +26,4 @@ class WerkzeugAdapter(ServerAdapter):
 
     def take_over(self, environ: Mapping[str, Any]) -> Handover:
         sock = environ["werkzeug.socket"]
-        return Handover(sock, read_buffered(environ.get("wsgi.input"), sock))
+        return handover_buffered(environ.get("wsgi.input"), sock)

@@ -502,6 +502,32 @@ def test_bad_input_gets_an_error_and_changes_nothing(
     expect_messages(ana, ["the only message", "still fine"])
 
 
+def test_a_flood_is_slowed_down_and_the_room_goes_on(
+    demo: Demo, open_page: OpenPage, raw: Callable[[], Raw]
+) -> None:
+    """200 messages at once: the first ones pass, the rest get "too_fast"; others still talk."""
+    ana = people(demo, open_page, 1)[0]
+    join(ana, "ana", "flood")
+    flooder = raw()
+    flooder.join("flooder", "flood")
+    for n in range(200):
+        flooder.send({"type": "message", "text": f"spam {n}"})
+    passed = refused = 0
+    deadline = time.monotonic() + 20
+    while passed + refused < 200 and time.monotonic() < deadline:
+        reply = json.loads(flooder.ws.recv(timeout=10))
+        passed += reply["type"] == "message"
+        refused += reply["type"] == "error" and reply["code"] == "too_fast"
+    assert passed + refused == 200
+    assert 60 <= passed < 200 and refused > 0, (passed, refused)
+    expect(ana.get_by_test_id("msg")).to_have_count(passed)
+
+    other = open_page(demo.url + "/chat/")
+    join(other, "bob", "flood")
+    say(other, "can anyone hear me?")
+    expect(ana.get_by_test_id("msg").last).to_contain_text("can anyone hear me?")
+
+
 # -- reconnecting -----------------------------------------------------------------------------
 
 
@@ -540,6 +566,7 @@ def test_a_restart_keeps_history_and_pages_catch_up(
     join(ana, "ana", "restart")
     join(bob, "bob", "restart")
     say(ana, "one")
+    expect_messages(bob, ["one"])
     say(bob, "two")
     expect_messages(ana, ["one", "two"])
     expect_messages(bob, ["one", "two"])
@@ -589,9 +616,17 @@ def test_a_crashed_workers_people_leave_within_the_presence_ttl(
 
     os.kill(int(doomed), signal.SIGKILL)
     killed = time.monotonic()
-    expect_online(bob, ["ana", "bob"], timeout=3 * PRESENCE_TTL * 1000)
+    bob.wait_for_function(  # Looked at every 50 ms, to time it.
+        "() => ![...document.querySelectorAll('[data-testid=user]')]"
+        ".some((user) => user.textContent === 'ghost')",
+        polling=50,
+        timeout=3 * PRESENCE_TTL * 1000,
+    )
     took = time.monotonic() - killed
+    # Presence expires at most a TTL after the dead worker's last refresh; the
+    # chat looks for expired presence every second.
     assert took < PRESENCE_TTL + ONLINE_POLL + 1.5, f"ghost left after {took:.1f}s"
+    expect_online(bob, ["ana", "bob"])
 
     # ana's page reconnected to a live worker and took her name back at once,
     # though her old connection's presence may not have expired yet.
@@ -614,16 +649,23 @@ def test_the_page_fits_a_laptop_and_a_phone(demo: Demo, open_page: OpenPage) -> 
     laptop = open_page(demo.url + "/chat/", 1280, 800)
     phone = open_page(demo.url + "/chat/", 390, 844)
     cleo = open_page(demo.url + "/chat/")
-    join(laptop, "ana", "lobby-look")
-    join(phone, "bob", "lobby-look")
-    join(cleo, "cleo", "lobby-look")
-    say(laptop, "Morning! Who's up for a game of snake after lunch?")
-    say(phone, "Me! I'll bring the <b>good</b> keyboard.")
-    say(cleo, "Count me in. Room 'arena' at 1?")
-    say(laptop, "/msg bob don't tell cleo, but I've been practising")
-    say(phone, "Deal. See you in the arena.")
-    expect_messages(laptop, ["Morning", "Me!", "Count me in", "practising", "arena"])
-    expect_messages(phone, ["Morning", "Me!", "Count me in", "practising", "arena"])
+    join(laptop, "ana", "lobby")
+    join(phone, "bob", "lobby")
+    join(cleo, "cleo", "lobby")
+    conversation = [
+        (laptop, "Morning! Who's up for a game of snake after lunch?"),
+        (phone, "Me! I'll bring the <b>good</b> keyboard."),
+        (cleo, "Count me in. Room 'arena' at 1?"),
+        (laptop, "/msg bob don't tell cleo, but I've been practising"),
+        (phone, "Deal. See you in the arena."),
+        (cleo, "Does the leaderboard survive a restart?"),
+        (laptop, "It does: it lives in SQLite, like the history of this chat."),
+    ]
+    for said, (page, text) in enumerate(conversation, 1):
+        say(page, text)
+        expect(phone.get_by_test_id("msg")).to_have_count(said)  # Each answers the last.
+    for page in (laptop, phone):
+        expect_messages(page, ["Morning", "Me!", "Count me", "practising", "arena", "Does", "It"])
 
     for page in (laptop, phone):
         assert page.evaluate("document.documentElement.scrollWidth <= innerWidth")

@@ -57,7 +57,6 @@ from flask_duplex import (
     BackendUnavailable,
     ChannelClosed,
     ChannelOverflow,
-    ConnectionClosed,
     Subscription,
     WebSocket,
 )
@@ -85,8 +84,8 @@ def init_app(app: Flask) -> None:
     """Set the chat's config defaults and register its blueprint."""
     app.config.setdefault("CHAT_MAX_LENGTH", 1000)  # Characters per message.
     app.config.setdefault("CHAT_HISTORY", 50)  # Public messages kept, and shown, per room.
-    app.config.setdefault("CHAT_RATE", 15.0)  # Messages a second per connection, sustained...
-    app.config.setdefault("CHAT_BURST", 30)  # ...and at once.
+    app.config.setdefault("CHAT_RATE", 20.0)  # Messages a second per connection, sustained...
+    app.config.setdefault("CHAT_BURST", 60)  # ...and at once.
     app.config.setdefault("CHAT_ONLINE_POLL", 1.0)  # Seconds between checks for expired presence.
     app.extensions["chat"] = OnlineLists()
     app.register_blueprint(bp)
@@ -111,17 +110,17 @@ def chat_socket(ws: WebSocket) -> None:
     person = Person(ws)
     try:
         for data in ws:
-            request = "unknown"
+            kind = None
             try:
                 message = parse(data)
-                request = message["type"]
+                kind = message["type"]
                 person.handle(message)
             except ChatError as error:
                 reply = {"type": "error", "code": error.code, "message": str(error)}
-                ws.send_json({**reply, "request": request})
-            except BackendUnavailable:
+                ws.send_json({**reply, "request": kind})
+            except BackendUnavailable:  # Redis did not answer in time.
                 reply = {"type": "error", "code": "busy", "message": "The server is busy; retry."}
-                ws.send_json({**reply, "request": request})
+                ws.send_json({**reply, "request": kind})
     finally:
         person.leave()
 
@@ -218,7 +217,11 @@ class Person:
         # own old connection, with its key, is no rival.
         digest = hashlib.sha256(key.encode()).hexdigest()[:32]  # Presence holds no secret.
         self.ws.join(f"chat:{room}", {"name": name, "key": digest})
-        people = duplex.presence(f"chat:{room}")
+        try:
+            people = duplex.presence(f"chat:{room}")
+        except BackendUnavailable:
+            self.ws.leave(f"chat:{room}")
+            raise
         rivals = [
             info
             for member, info in people.items()
@@ -262,9 +265,9 @@ class Person:
             "text": text,
             "at": time.time(),
         }
+        self.ws.send_json(message)  # The sender's copy.
         for member in targets:  # Its own old connection too, while its presence lasts.
             duplex.send_to(member, message)
-        self.ws.send_json(message)  # The sender's copy.
 
     def leave(self) -> None:
         """Leave the room, if in one; tell the others (called when the connection ends too)."""
@@ -407,6 +410,8 @@ class OnlineLists:
                     self._refresh(room)
                 except BackendUnavailable:
                     pass  # Redis is away: the next round tries again.
+                except Exception:  # A bug must not stop the lists of everyone here.
+                    current_app.logger.exception("chat: refreshing %r failed", room)
             duplex.sleep(0)  # Where the task stops when it is cancelled.
 
     def _changed_rooms(self, changes: Subscription, poll: float) -> Iterator[str]:
@@ -428,5 +433,4 @@ class OnlineLists:
             for ws in pages:
                 self._sent[ws.id] = users
         for ws in pages:
-            with suppress(ConnectionClosed):
-                ws.send_nowait(message)  # Never waits on a slow page.
+            ws.send_nowait(message)  # Never waits on a slow page; nothing on a closed one.

@@ -311,6 +311,12 @@ def test_messages_stay_in_their_room(demo: Demo, open_page: OpenPage) -> None:
     expect_online(cleo, ["cleo"])
     expect_online(bob, ["ana", "bob"])
 
+    cleo.get_by_role("button", name="Leave room").click()  # South is quiet: cleo moves north.
+    expect(cleo.get_by_test_id("join")).to_be_visible()
+    join(cleo, "cleo", "north")
+    expect_messages(cleo, ["north here"])  # The north's history, none of the south's.
+    expect_online(ana, ["ana", "bob", "cleo"])
+
 
 def test_a_name_is_taken_while_its_owner_is_online_in_the_room(
     demo: Demo, open_page: OpenPage

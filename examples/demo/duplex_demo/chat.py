@@ -175,21 +175,20 @@ class Person:
         self.ws = ws
         self.name: str | None = None
         self.room: str | None = None
-        self.key = ""
         rate, burst = current_app.config["CHAT_RATE"], current_app.config["CHAT_BURST"]
         self.bucket = TokenBucket(rate, burst)
 
     def handle(self, message: dict[str, Any]) -> None:
-        kind = message["type"]
+        kind, get = message["type"], message.get
         if kind == "join":
             fields(message, "name", "room", "key", "last_id")
-            self.join(message.get("name"), message.get("room"), message.get("key"), message)
+            self.join(get("name"), get("room"), get("key"), get("last_id"))
         elif kind == "message":
             fields(message, "text")
             self.say(text_of(message))
         elif kind == "private":
             fields(message, "to", "text")
-            self.whisper(message.get("to"), text_of(message))
+            self.whisper(get("to"), text_of(message))
         elif kind == "leave":
             fields(message)
             room = self.room
@@ -198,14 +197,13 @@ class Person:
         else:
             raise ChatError("unknown_type", f"Unknown message type {kind!r}.")
 
-    def join(self, name: Any, room: Any, key: Any, message: dict[str, Any]) -> None:
+    def join(self, name: Any, room: Any, key: Any, last_id: Any) -> None:
         if not isinstance(name, str) or not NAME.fullmatch(name):
             raise ChatError("bad_name", "A name is 1 to 24 letters, digits, '.', '_' or '-'.")
         if not isinstance(room, str) or not ROOM.fullmatch(room.lower()):
             raise ChatError("bad_room", "A room is 1 to 32 letters, digits, '_' or '-'.")
         if not isinstance(key, str) or not KEY.fullmatch(key):
             raise ChatError("bad_key", "The page's key is 16 to 64 letters and digits.")
-        last_id = message.get("last_id")
         if last_id is not None and (type(last_id) is not int or not 0 <= last_id < 2**53):
             raise ChatError("bad_last_id", "last_id is a message id, or null.")
         room = room.lower()
@@ -230,7 +228,7 @@ class Person:
         if rivals:
             self.ws.leave(f"chat:{room}")
             raise ChatError("name_taken", f"Someone in {room} is called {name}; pick another name.")
-        self.name, self.room, self.key = name, room, digest
+        self.name, self.room = name, room
         online_lists().add(room, self.ws)
         self.ws.send_json({"type": "joined", "name": name, "room": room})
         self.ws.send_json({"type": "history", "room": room, "messages": history(room, last_id)})
@@ -320,8 +318,13 @@ def history(room: str, after: int | None) -> list[dict[str, Any]]:
         current_app.config["CHAT_HISTORY"],
     )
     return [
-        {"type": "message", "id": row["id"], "from": row["sender"], "text": row["text"]}
-        | {"at": row["created"]}
+        {
+            "type": "message",
+            "id": row["id"],
+            "from": row["sender"],
+            "text": row["text"],
+            "at": row["created"],
+        }
         for row in reversed(rows)
     ]
 

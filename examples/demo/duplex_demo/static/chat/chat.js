@@ -251,10 +251,17 @@ function showOnline(users) {
   const items = users.map((name) => {
     const item = document.createElement("li");
     item.dataset.testid = "user";
-    item.textContent = name;
-    item.title = name === joined?.name ? "you" : `Send ${name} a private message`;
     item.style.setProperty("--hue", hue(name));
-    if (name === joined?.name) item.classList.add("me");
+    if (name === joined?.name) {
+      item.classList.add("me");
+      item.textContent = name;
+    } else {
+      const button = document.createElement("button"); // Reachable with the keyboard too.
+      button.type = "button";
+      button.title = `Send ${name} a private message`;
+      button.textContent = name;
+      item.append(button);
+    }
     return item;
   });
   online.replaceChildren(...items);

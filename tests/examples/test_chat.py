@@ -24,7 +24,7 @@ from contextlib import ExitStack
 from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Browser, Locator, Page, expect
 from websockets.exceptions import ConnectionClosedError
 from websockets.sync.client import ClientConnection, connect
 
@@ -124,7 +124,7 @@ def expect_messages(page: Page, texts: list[str], timeout: float = WAIT_MS) -> N
         expect(messages).to_contain_text(texts)
 
 
-def notice(page: Page) -> Any:
+def notice(page: Page) -> Locator:
     return page.get_by_test_id("notice")
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from flask import Flask
 
-from . import db, home
+from . import chat, db, home
 from .realtime import duplex
 
 __all__ = ["create_app"]
@@ -45,4 +45,5 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     db.init_app(app)
     duplex.init_app(app)
     app.register_blueprint(home.bp)
+    chat.init_app(app)
     return app

@@ -1,0 +1,439 @@
+"""The chat: rooms, private messages, who is online, and history that survives a restart.
+
+One page (``GET /chat/``) and one WebSocket route (``/chat/ws``) that speaks
+JSON objects with a ``type``, both ways. docs/chat.md walks through it.
+
+The page sends::
+
+    {"type": "join", "name": "ana", "room": "lobby", "key": "...", "last_id": 41}
+    {"type": "message", "text": "hello"}
+    {"type": "private", "to": "bob", "text": "psst"}
+    {"type": "leave"}
+
+``join`` is also what the page sends first on every reconnect (the browser
+client's ``hello``), with the id of the last public message it has, so it gets
+what it missed and nothing twice. ``key`` is a random string the page makes
+once per tab: a page that reconnects finds its name still held by its own old
+connection (a crashed worker's presence lasts until it expires) and may take it.
+
+The server sends::
+
+    {"type": "welcome", "worker": 4242}                     on connect: the process id
+    {"type": "joined", "name": "ana", "room": "lobby"}
+    {"type": "history", "room": "lobby", "messages": [...]}  after joined: what was missed
+    {"type": "message", "id": 42, "room": "lobby", "from": "ana", "text": "hello", "at": 1.7e9}
+    {"type": "private", "from": "ana", "to": "bob", "text": "psst", "at": 1.7e9}
+    {"type": "online", "room": "lobby", "users": ["ana", "bob"]}
+    {"type": "left", "room": "lobby"}
+    {"type": "error", "code": "name_taken", "message": "...", "request": "join"}
+
+Where things live:
+
+* the room's connections: a Flask-Duplex room, ``chat:<room>`` (``ws.join``);
+  public messages are ``duplex.broadcast`` to it, across workers;
+* who is online: ``duplex.presence(room)``, the name each connection joined
+  with; :class:`OnlineLists` sends each page the list when it changes;
+* history: the ``chat_message`` table (``schema.sql``), the last
+  ``CHAT_HISTORY`` messages of each room;
+* private messages: ``duplex.send_to`` each connection that holds the name.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import suppress
+from typing import Any
+
+from flask import Blueprint, Flask, current_app, render_template
+
+from flask_duplex import (
+    BackendUnavailable,
+    ChannelClosed,
+    ChannelOverflow,
+    Subscription,
+    WebSocket,
+)
+
+from . import db
+from .realtime import duplex
+
+__all__ = ["OnlineLists", "bp", "init_app"]
+
+bp = Blueprint("chat", __name__, url_prefix="/chat")
+
+# Names appear in "/msg NAME TEXT", so they have no spaces. \w is any letter or digit.
+NAME = re.compile(r"[\w.-]{1,24}")
+ROOM = re.compile(r"[\w-]{1,32}")
+KEY = re.compile(r"[0-9A-Za-z_-]{16,64}")
+# What every worker publishes on when a room's people change (a server-side channel).
+ROOM_CHANGED = "chat:room-changed"
+# The largest frame the route reads: a message of CHAT_MAX_LENGTH characters, each
+# escaped as JSON at worst (12 bytes for an emoji), fits. A larger frame closes
+# the connection with 1009 before it is read into memory.
+MAX_FRAME = 16 * 1024
+
+
+def init_app(app: Flask) -> None:
+    """Set the chat's config defaults and register its blueprint."""
+    app.config.setdefault("CHAT_MAX_LENGTH", 1000)  # Characters per message.
+    app.config.setdefault("CHAT_HISTORY", 50)  # Public messages kept, and shown, per room.
+    app.config.setdefault("CHAT_RATE", 20.0)  # Messages a second per connection, sustained...
+    app.config.setdefault("CHAT_BURST", 60)  # ...and at once.
+    app.config.setdefault("CHAT_ONLINE_POLL", 1.0)  # Seconds between checks for expired presence.
+    app.extensions["chat"] = OnlineLists()
+    app.register_blueprint(bp)
+
+
+@bp.get("/")
+def index() -> str:
+    return render_template("chat/index.html", max_length=current_app.config["CHAT_MAX_LENGTH"])
+
+
+class ChatError(Exception):
+    """A request the server refuses; the page gets ``{"type": "error", ...}``."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+@duplex.route("/ws", bp=bp, max_message_size=MAX_FRAME)
+def chat_socket(ws: WebSocket) -> None:
+    ws.send_json({"type": "welcome", "worker": os.getpid()})
+    person = Person(ws)
+    try:
+        for data in ws:
+            kind = None
+            try:
+                message = parse(data)
+                kind = message["type"]
+                person.handle(message)
+            except ChatError as error:
+                reply = {"type": "error", "code": error.code, "message": str(error)}
+                ws.send_json({**reply, "request": kind})
+            except BackendUnavailable:  # Redis did not answer in time.
+                reply = {"type": "error", "code": "busy", "message": "The server is busy; retry."}
+                ws.send_json({**reply, "request": kind})
+    finally:
+        person.leave()
+
+
+def parse(data: str | bytes) -> dict[str, Any]:
+    """A client's message as a dict with a ``type``; anything else is a :class:`ChatError`."""
+    if not isinstance(data, str):
+        raise ChatError("bad_json", "Send JSON text, not binary.")
+    try:
+        message = json.loads(data)
+    except (ValueError, RecursionError):  # RecursionError: [[[[...]]]] nested too deep.
+        raise ChatError("bad_json", "That was not JSON.") from None
+    if not isinstance(message, dict) or not isinstance(message.get("type"), str):
+        raise ChatError("bad_json", 'Send a JSON object with a "type".')
+    return message
+
+
+def fields(message: dict[str, Any], *names: str) -> None:
+    """Refuse fields the request does not take: a ``from`` the server did not set, say."""
+    for field in message:
+        if field != "type" and field not in names:
+            raise ChatError("bad_field", f"A {message['type']} has no field {field!r}.")
+
+
+def text_of(message: dict[str, Any]) -> str:
+    text = message.get("text")
+    if not isinstance(text, str) or not text.strip():
+        raise ChatError("bad_text", "A message needs some text.")
+    text = text.strip()
+    limit = current_app.config["CHAT_MAX_LENGTH"]
+    if len(text) > limit:
+        raise ChatError("too_long", f"Messages are at most {limit} characters, not {len(text)}.")
+    return text
+
+
+def name_of(info: Any) -> str | None:
+    """The name in a presence ``info`` (what a page joined with), if any."""
+    name = info.get("name") if isinstance(info, dict) else None
+    return name if isinstance(name, str) else None
+
+
+def same_name(info: Any, name: str) -> bool:
+    """Whether a presence ``info`` holds ``name`` (names are unique regardless of case)."""
+    held = name_of(info)
+    return held is not None and held.casefold() == name.casefold()
+
+
+class Person:
+    """One connection of the chat: who it is, which room it is in, how fast it talks."""
+
+    def __init__(self, ws: WebSocket) -> None:
+        self.ws = ws
+        self.name: str | None = None
+        self.room: str | None = None
+        rate, burst = current_app.config["CHAT_RATE"], current_app.config["CHAT_BURST"]
+        self.bucket = TokenBucket(rate, burst)
+
+    def handle(self, message: dict[str, Any]) -> None:
+        kind, get = message["type"], message.get
+        if kind == "join":
+            fields(message, "name", "room", "key", "last_id")
+            self.join(get("name"), get("room"), get("key"), get("last_id"))
+        elif kind == "message":
+            fields(message, "text")
+            self.say(text_of(message))
+        elif kind == "private":
+            fields(message, "to", "text")
+            self.whisper(get("to"), text_of(message))
+        elif kind == "leave":
+            fields(message)
+            room = self.room
+            self.leave()
+            self.ws.send_json({"type": "left", "room": room})
+        else:
+            raise ChatError("unknown_type", f"Unknown message type {kind!r}.")
+
+    def join(self, name: Any, room: Any, key: Any, last_id: Any) -> None:
+        if not isinstance(name, str) or not NAME.fullmatch(name):
+            raise ChatError("bad_name", "A name is 1 to 24 letters, digits, '.', '_' or '-'.")
+        if not isinstance(room, str) or not ROOM.fullmatch(room.lower()):
+            raise ChatError("bad_room", "A room is 1 to 32 letters, digits, '_' or '-'.")
+        if not isinstance(key, str) or not KEY.fullmatch(key):
+            raise ChatError("bad_key", "The page's key is 16 to 64 letters and digits.")
+        if last_id is not None and (type(last_id) is not int or not 0 <= last_id < 2**53):
+            raise ChatError("bad_last_id", "last_id is a message id, or null.")
+        room = room.lower()
+        self.leave()  # A join moves the connection; a failed one leaves it in no room.
+
+        # Join first, then look: of two people who take one name at the same
+        # moment on two workers, the second to look sees the first (both may
+        # see each other and both be refused; never both let in). The page's
+        # own old connection, with its key, is no rival.
+        digest = hashlib.sha256(key.encode()).hexdigest()[:32]  # Presence holds no secret.
+        self.ws.join(f"chat:{room}", {"name": name, "key": digest})
+        try:
+            people = duplex.presence(f"chat:{room}")
+        except BackendUnavailable:
+            self.ws.leave(f"chat:{room}")
+            raise
+        rivals = [
+            info
+            for member, info in people.items()
+            if member != self.ws.id and same_name(info, name) and info.get("key") != digest
+        ]
+        if rivals:
+            self.ws.leave(f"chat:{room}")
+            raise ChatError("name_taken", f"Someone in {room} is called {name}; pick another name.")
+        self.name, self.room = name, room
+        online_lists().add(room, self.ws)
+        self.ws.send_json({"type": "joined", "name": name, "room": room})
+        self.ws.send_json({"type": "history", "room": room, "messages": history(room, last_id)})
+        announce(room)
+
+    def say(self, text: str) -> None:
+        room, name = self.joined()
+        self.check_rate()
+        at = time.time()
+        sql = "INSERT INTO chat_message (room, sender, text, created) VALUES (?, ?, ?, ?)"
+        message_id = db.execute(sql, room, name, text, at)
+        message = {"type": "message", "id": message_id, "from": name, "text": text, "at": at}
+        duplex.broadcast({**message, "room": room}, to=f"chat:{room}")
+        forget_old_messages(room)
+
+    def whisper(self, to: Any, text: str) -> None:
+        room, name = self.joined()
+        if not isinstance(to, str) or not NAME.fullmatch(to):
+            raise ChatError("unknown_recipient", "Write /msg NAME TEXT, with a name from the list.")
+        if to.casefold() == name.casefold():
+            raise ChatError("unknown_recipient", "That is you: /msg someone else.")
+        self.check_rate()
+        people = duplex.presence(f"chat:{room}")
+        targets = {member: info for member, info in people.items() if same_name(info, to)}
+        if not targets:
+            raise ChatError("unknown_recipient", f"Nobody called {to} is in {room}.")
+        message = {
+            "type": "private",
+            "id": uuid.uuid4().hex,  # Not in the history: an id to tell two apart, no more.
+            "from": name,
+            "to": name_of(next(iter(targets.values()))),
+            "text": text,
+            "at": time.time(),
+        }
+        self.ws.send_json(message)  # The sender's copy.
+        for member in targets:  # Its own old connection too, while its presence lasts.
+            duplex.send_to(member, message)
+
+    def leave(self) -> None:
+        """Leave the room, if in one; tell the others (called when the connection ends too)."""
+        room, self.room, self.name = self.room, None, None
+        if room is None:
+            return
+        online_lists().remove(room, self.ws)
+        self.ws.leave(f"chat:{room}")
+        with suppress(BackendUnavailable):
+            announce(room)
+
+    def joined(self) -> tuple[str, str]:
+        if self.room is None or self.name is None:
+            raise ChatError("not_joined", "Join a room first.")
+        return self.room, self.name
+
+    def check_rate(self) -> None:
+        if not self.bucket.take():
+            raise ChatError("too_fast", "Slow down: that was too many messages at once.")
+
+
+class TokenBucket:
+    """``rate`` actions a second on average, up to ``burst`` at once."""
+
+    def __init__(self, rate: float, burst: int) -> None:
+        self.rate, self.burst = rate, burst
+        self.tokens = float(burst)
+        self.last = time.monotonic()
+
+    def take(self) -> bool:
+        now = time.monotonic()
+        self.tokens = min(self.burst, self.tokens + (now - self.last) * self.rate)
+        self.last = now
+        if self.tokens < 1:
+            return False
+        self.tokens -= 1
+        return True
+
+
+# -- history ----------------------------------------------------------------
+
+
+def history(room: str, after: int | None) -> list[dict[str, Any]]:
+    """The room's last ``CHAT_HISTORY`` public messages after id ``after``, oldest first."""
+    rows = db.query(
+        "SELECT id, sender, text, created FROM chat_message"
+        " WHERE room = ? AND id > ? ORDER BY id DESC LIMIT ?",
+        room,
+        after or 0,
+        current_app.config["CHAT_HISTORY"],
+    )
+    return [
+        {
+            "type": "message",
+            "id": row["id"],
+            "from": row["sender"],
+            "text": row["text"],
+            "at": row["created"],
+        }
+        for row in reversed(rows)
+    ]
+
+
+def forget_old_messages(room: str) -> None:
+    """Keep the room's last ``CHAT_HISTORY`` messages only: the table stays small."""
+    db.execute(
+        "DELETE FROM chat_message WHERE room = ? AND id < ("
+        " SELECT MIN(id) FROM (SELECT id FROM chat_message"
+        " WHERE room = ? ORDER BY id DESC LIMIT ?))",
+        room,
+        room,
+        current_app.config["CHAT_HISTORY"],
+    )
+
+
+# -- who is online ------------------------------------------------------------
+
+
+def announce(room: str) -> None:
+    """Tell every worker that ``room``'s people changed: each refreshes its pages' lists."""
+    duplex.publish(ROOM_CHANGED, room)
+
+
+def online_lists() -> OnlineLists:
+    lists: OnlineLists = current_app.extensions["chat"]
+    lists.start()
+    return lists
+
+
+class OnlineLists:
+    """Keeps each page's list of who is online, for the pages connected to this process.
+
+    One background task per process sends the lists, so each page gets them
+    in order and never a stale one last. It refreshes a room when any worker
+    announces a change (``ROOM_CHANGED``, a server-side channel), and every
+    room of this process each ``CHAT_ONLINE_POLL`` seconds: that is how the
+    people of a worker that crashed leave the lists, once their presence
+    expires (``DUPLEX_PRESENCE_TTL``).
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._rooms: dict[str, dict[str, WebSocket]] = {}  # room -> this process's pages in it
+        self._sent: dict[str, list[str]] = {}  # connection id -> the list it was sent last
+        self._changes: Subscription | None = None
+
+    def start(self) -> None:
+        """Start the task, once per process: subscribed before the first join is announced."""
+        with self._lock:
+            if self._changes is not None:
+                return
+            self._changes = duplex.subscribe(ROOM_CHANGED)
+        duplex.start_background_task(self._run, self._changes)
+
+    def add(self, room: str, ws: WebSocket) -> None:
+        with self._lock:
+            self._rooms.setdefault(room, {})[ws.id] = ws
+
+    def remove(self, room: str, ws: WebSocket) -> None:
+        with self._lock:
+            pages = self._rooms.get(room, {})
+            pages.pop(ws.id, None)
+            if not pages:
+                self._rooms.pop(room, None)
+            self._sent.pop(ws.id, None)
+
+    def _run(self, changes: Subscription) -> None:
+        poll = current_app.config["CHAT_ONLINE_POLL"]
+        next_poll = time.monotonic() + poll
+        while True:
+            try:
+                rooms = set(self._changed_rooms(changes, max(0.0, next_poll - time.monotonic())))
+            except ChannelOverflow:  # Fell behind: look at every room, then go on.
+                changes = duplex.subscribe(ROOM_CHANGED)
+                rooms, next_poll = set(), 0.0
+            except ChannelClosed:  # The app is stopping.
+                return
+            with self._lock:
+                if time.monotonic() >= next_poll:
+                    rooms.update(self._rooms)
+                    next_poll = time.monotonic() + poll
+                rooms &= set(self._rooms)
+            for room in rooms:
+                try:
+                    self._refresh(room)
+                except BackendUnavailable:
+                    pass  # Redis is away: the next round tries again.
+                except Exception:  # A bug must not stop the lists of everyone here.
+                    current_app.logger.exception("chat: refreshing %r failed", room)
+            duplex.sleep(0)  # Where the task stops when it is cancelled.
+
+    def _changed_rooms(self, changes: Subscription, poll: float) -> Iterator[str]:
+        """The rooms announced within ``poll`` seconds (none: time to look at all)."""
+        room = changes.get(timeout=poll)
+        while room is not None:
+            if isinstance(room, str):
+                yield room
+            room = changes.get(timeout=0)
+
+    def _refresh(self, room: str) -> None:
+        people = duplex.presence(f"chat:{room}")
+        names = {name for info in people.values() if (name := name_of(info))}
+        users = sorted(names, key=str.casefold)
+        message = json.dumps({"type": "online", "room": room, "users": users})
+        with self._lock:
+            pages = list(self._rooms.get(room, {}).values())
+            pages = [ws for ws in pages if self._sent.get(ws.id) != users]
+            for ws in pages:
+                self._sent[ws.id] = users
+        for ws in pages:
+            ws.send_nowait(message)  # Never waits on a slow page; nothing on a closed one.

@@ -510,61 +510,79 @@ KEYS = {"up": "ArrowUp", "down": "ArrowDown", "left": "ArrowLeft", "right": "Arr
 STEPS = {"up": (0, -1), "down": (0, 1), "left": (-1, 0), "right": (1, 0)}
 
 
-def steer_to_food(page: Page) -> None:
-    """A greedy bot at the page's keyboard: the nearest food, never a wall or a body next."""
-    seen = page.evaluate("() => ({ id: window.snake.id, state: window.snake.state })")
-    state = seen["state"]
-    me = (
-        next((p for p in state["players"] if p["id"] == seen["id"] and p["alive"]), None)
-        if state
-        else None
-    )
-    if me is None or len(me["body"]) < 4:
-        return
-    body = me["body"]
-    head = (body[0], body[1])
-    heading = next(
-        d for d, (dx, dy) in STEPS.items() if (head[0] - dx, head[1] - dy) == (body[2], body[3])
-    )
-    taken = {
-        (p["body"][i], p["body"][i + 1])
-        for p in state["players"]
-        for i in range(0, len(p["body"]), 2)
-    }
-    food = [(state["food"][i], state["food"][i + 1]) for i in range(0, len(state["food"]), 2)]
+class Bot:
+    """A greedy player at a page's keyboard: to the nearest food, never into a wall or a body."""
 
-    def cost(direction: str) -> float:
-        x, y = head[0] + STEPS[direction][0], head[1] + STEPS[direction][1]
-        if not (0 <= x < state["width"] and 0 <= y < state["height"]) or (x, y) in taken:
-            return float("inf")
-        return min((abs(x - fx) + abs(y - fy) for fx, fy in food), default=0)
+    def __init__(self, page: Page) -> None:
+        self.page = page
+        self.last_tick = -1
 
-    opposite = {"up": "down", "down": "up", "left": "right", "right": "left"}
-    choice = min((d for d in STEPS if d != opposite[heading]), key=cost)
-    if choice != heading and cost(choice) < cost(heading):
-        page.keyboard.press(KEYS[choice])
+    def steer(self) -> None:
+        seen = self.page.evaluate("() => ({ id: window.snake.id, state: window.snake.state })")
+        state = seen["state"]
+        if not state or state["tick"] <= self.last_tick:
+            return  # One key per tick at most: the last one may not show yet.
+        mine = [p for p in state["players"] if p["id"] == seen["id"] and p["alive"]]
+        if not mine or len(mine[0]["body"]) < 4:
+            return
+        body = mine[0]["body"]
+        head, neck = (body[0], body[1]), (body[2], body[3])
+        heading = next(d for d, (dx, dy) in STEPS.items() if (head[0] - dx, head[1] - dy) == neck)
+        taken = {
+            (p["body"][i], p["body"][i + 1])
+            for p in state["players"]
+            for i in range(0, len(p["body"]), 2)
+        }
+        food = [(state["food"][i], state["food"][i + 1]) for i in range(0, len(state["food"]), 2)]
+
+        def cost(direction: str) -> float:
+            x, y = head[0] + STEPS[direction][0], head[1] + STEPS[direction][1]
+            if not (0 <= x < state["width"] and 0 <= y < state["height"]) or (x, y) in taken:
+                return float("inf")
+            return min((abs(x - fx) + abs(y - fy) for fx, fy in food), default=0)
+
+        opposite = {"up": "down", "down": "up", "left": "right", "right": "left"}
+        choice = min((d for d in STEPS if d != opposite[heading]), key=cost)
+        if choice != heading and cost(choice) < cost(heading):
+            self.page.keyboard.press(KEYS[choice])
+            self.last_tick = state["tick"]
+
+
+def score(page: Page) -> int:
+    return int(page.get_by_test_id("score").inner_text())
 
 
 @pytest.mark.skipif(not SCREENSHOTS, reason="writes docs/snake.png only with DUPLEX_SCREENSHOTS=1")
 def test_screenshot_of_a_two_player_game(browser: Browser) -> None:
-    """docs/snake.png: two players (steered by a greedy bot) a few points into a game."""
-    with snake_demo("demo", DUPLEX_DEMO_SNAKE_TICK_RATE="6") as demo:
+    """docs/snake.png: two players steered by bots, a few points in, after a first game each."""
+    with snake_demo("demo", DUPLEX_DEMO_SNAKE_TICK_RATE="8") as demo:
         contexts = [browser.new_context(viewport={"width": 1100, "height": 760}) for _ in range(2)]
         try:
             ana, bo = (context.new_page() for context in contexts)
             for page, name in ((ana, "ana"), (bo, "bo")):
                 page.goto(demo.url + "/snake/")
                 play(page, name)
-            deadline = time.monotonic() + 60
-            while time.monotonic() < deadline:
-                for page in (ana, bo):
-                    if status(page) == "dead":
-                        page.get_by_test_id("play").click()
-                    steer_to_food(page)
-                scores = [int(page.get_by_test_id("score").inner_text()) for page in (ana, bo)]
-                alive = all(status(page) == "playing" for page in (ana, bo))
-                if alive and min(scores) >= 3 and ana.locator("[data-testid=entry]").count() >= 2:
-                    break
+            bots = [Bot(ana), Bot(bo)]
+            deadline = time.monotonic() + 90
+            # A first game each, steered to a few points and then let go into a wall.
+            games_over = set()
+            while len(games_over) < 2:
+                assert time.monotonic() < deadline
+                for bot in bots:
+                    if status(bot.page) == "dead":
+                        games_over.add(bot.page)
+                    elif bot.page not in games_over and score(bot.page) < 3 + len(games_over):
+                        bot.steer()
+            expect(ana.locator("[data-testid=entry]")).to_have_count(2)
+            # The second games, until both snakes have grown a little.
+            for bot in bots:
+                bot.page.get_by_test_id("play").click()
+            while not all(status(p) == "playing" and score(p) >= 2 for p in (ana, bo)):
+                assert time.monotonic() < deadline
+                for bot in bots:
+                    if status(bot.page) == "dead":
+                        bot.page.get_by_test_id("play").click()
+                    bot.steer()
             ana.screenshot(path=ROOT / "docs" / "snake.png")
         finally:
             for context in contexts:

@@ -114,14 +114,19 @@ class Seat:
     messages: TokenBucket = field(init=False)
     errors: TokenBucket = field(init=False)
 
+    @property
+    def message_rate(self) -> float:
+        return max(10.0, 2 * self.tick_rate)
+
     def __post_init__(self) -> None:
-        # Two moves a tick is more than fingers manage; a flood is refused, not queued.
-        self.messages = TokenBucket(rate=2 * self.tick_rate, burst=10)
+        # Ten moves a second, or two a tick if that is more, is more than fingers manage:
+        # a flood is refused, not queued.
+        self.messages = TokenBucket(rate=self.message_rate, burst=10)
         self.errors = TokenBucket(rate=2, burst=3)
 
 
 @duplex.route("/ws", bp=bp)
-def game(ws: WebSocket) -> None:
+def websocket(ws: WebSocket) -> None:
     """One page: welcome, leaderboard, then its play and turn messages until it leaves."""
     seat = Seat(tick_rate=float(current_app.config["SNAKE_TICK_RATE"]))
     ws.join(LEADERBOARD_ROOM)  # First, so that no leaderboard is missed between these lines.
@@ -147,7 +152,7 @@ def handle(ws: WebSocket, seat: Seat, message: str | bytes) -> None:
     """
     kind, value = parse(message)
     if not seat.messages.take():
-        raise BadMessage(f"too many messages: at most {2 * seat.tick_rate:g} a second")
+        raise BadMessage(f"too many messages: at most {seat.message_rate:g} a second")
     try:
         if kind == "turn":
             if seat.room is None:
@@ -227,25 +232,35 @@ def leave_room(ws: WebSocket, seat: Seat) -> None:
 
 
 class Loops:
-    """This process's bid to run each room's loop (a deployment-wide task per room).
+    """This process's bids to run each room's loop (a deployment-wide task per room).
 
-    Every process with players in a room asks to run its loop; exactly one
-    does, the others wait in line and take over if it dies. One bid per room is
-    enough, plus one more in the process that runs it: a loop about to return
-    (it found the room empty a moment before a player came) is followed by the
-    next bid, which finds the player.
+    Every process with players in a room bids to run its loop; exactly one
+    runs it, the others wait in line and take over if it dies. One waiting bid
+    per room and process is enough. A bid that has started the loop no longer
+    counts as waiting: that loop may be about to return (it found the room
+    empty a moment before a player came), so the next player makes a new bid,
+    which runs after it and finds the player.
     """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._tasks: dict[str, DeploymentTask] = {}
+        self._bids: dict[str, tuple[DeploymentTask, threading.Event]] = {}
 
     def ensure(self, room: str) -> None:
+        """Make sure this process bids to run the room's loop."""
         with self._lock:
-            task = self._tasks.get(room)
-            if task is None or task.done or task.running_here:
-                self._tasks = {r: t for r, t in self._tasks.items() if not t.done}
-                self._tasks[room] = duplex.start_deployment_task(f"snake:{room}", run_loop, room)
+            bid = self._bids.get(room)
+            if bid is not None and not bid[0].done and not bid[1].is_set():
+                return  # Still waiting in line.
+            self._bids = {r: b for r, b in self._bids.items() if not b[0].done}
+            started = threading.Event()
+            task = duplex.start_deployment_task(f"snake:{room}", start_loop, room, started)
+            self._bids[room] = (task, started)
+
+
+def start_loop(room: str, started: threading.Event) -> None:
+    started.set()
+    run_loop(room)
 
 
 def run_loop(room: str) -> None:
@@ -344,8 +359,7 @@ def record_scores(deaths: list[Death]) -> None:
 
 
 def leaderboard() -> dict[str, Any]:
-    """The ten best players by their best score, ties to the latest to play; ``version``
-    grows with every game stored."""
+    """The ten best players by their best score (ties: the latest to play first)."""
     rows = db.query(
         "SELECT name, MAX(score) AS score,"
         " (SELECT COALESCE(MAX(id), 0) FROM snake_score) AS version"

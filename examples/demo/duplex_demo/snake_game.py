@@ -17,8 +17,9 @@ One tick, everyone at once:
    not a reversal).
 2. Every head moves one cell. A tail moves along unless its snake eats now.
 3. A head dies on leaving the board (``wall``), on a cell another head
-   reaches too (``head-on``, both die), on its own body (``self``) or another
-   snake's (``snake``) as they are after the move, or after going straight
+   reaches too or on the cell another head just left (``head-on``: two heads
+   meet, both die), on its own body (``self``) or another snake's
+   (``snake``) as they are after the move, or after going straight
    for ``STRAIGHT_LIMIT`` seconds of ticks (``straight``: the walls see to it
    on any sane board, the rule makes sure of it on any board).
 4. A head on food eats it: one point, and the snake grows by one cell.

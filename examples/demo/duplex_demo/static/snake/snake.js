@@ -63,11 +63,16 @@ export function startSnake(root, connect, socketUrl) {
 
   client.on("message", (message) => {
     switch (message.type) {
-      case "welcome":
+      case "welcome": // on every (re)connect: a new connection, in no game yet
         page.id = message.id;
         page.room = null;
         page.leaderboardVersion = -1; // a restarted server may have a fresh database
         board.dataset.worker = String(message.worker);
+        if (page.status !== "playing") { // (a page that was playing sent play again: hello)
+          page.state = null;
+          showPlayers([]);
+          draw();
+        }
         break;
       case "joined":
         page.room = message.room;
@@ -241,7 +246,7 @@ export function startSnake(root, connect, socketUrl) {
   }
 
   function drawGame(cell) {
-    const food = page.state.food;
+    const { food, players } = page.state;
     context.fillStyle = "#ff5d5d";
     for (let i = 0; i < food.length; i += 2) {
       context.beginPath();
@@ -249,28 +254,38 @@ export function startSnake(root, connect, socketUrl) {
       context.fill();
     }
 
-    for (const player of page.state.players) {
-      if (!player.alive) continue;
-      const body = player.body;
-      const color = colorOf(player.id);
-      const inset = Math.max(1, Math.round(cell * 0.08));
-      for (let i = body.length - 2; i >= 0; i -= 2) {
-        context.fillStyle = i === 0 ? "#ffffff" : color;
+    const alive = players.filter((player) => player.alive && player.body.length);
+    const inset = Math.max(1, Math.round(cell * 0.08));
+    for (const { id, body } of alive) {
+      const color = colorOf(id);
+      context.fillStyle = color;
+      for (let i = body.length - 2; i >= 2; i -= 2) {
         context.fillRect(body[i] * cell + inset, body[i + 1] * cell + inset,
                          cell - 2 * inset, cell - 2 * inset);
       }
-      if (body.length) { // the head: the snake's color, ringed in white
-        context.fillStyle = color;
-        context.fillRect(body[0] * cell + 2 * inset, body[1] * cell + 2 * inset,
-                         cell - 4 * inset, cell - 4 * inset);
-        const mine = player.id === page.id;
-        context.font = `${mine ? "bold " : ""}${Math.max(11, Math.round(cell * 0.9))}px sans-serif`;
-        context.textAlign = "center";
-        context.fillStyle = "#ffffff";
-        const labelY = body[1] > 1 ? body[1] * cell - cell * 0.3 : (body[1] + 2) * cell;
-        context.fillText(mine ? `${player.name} (you)` : player.name,
-                         (body[0] + 0.5) * cell, labelY);
-      }
+      // The head: the snake's color, ringed in white.
+      context.fillStyle = "#ffffff";
+      context.fillRect(body[0] * cell + inset, body[1] * cell + inset,
+                       cell - 2 * inset, cell - 2 * inset);
+      context.fillStyle = color;
+      context.fillRect(body[0] * cell + 2 * inset, body[1] * cell + 2 * inset,
+                       cell - 4 * inset, cell - 4 * inset);
+    }
+
+    // Names over the heads, after every body, with a dark rim: readable over any snake.
+    context.textAlign = "center";
+    context.lineWidth = Math.max(2, cell * 0.2);
+    context.strokeStyle = "#10151f";
+    context.fillStyle = "#ffffff";
+    for (const { id, name, body } of alive) {
+      const mine = id === page.id;
+      context.font = `${mine ? "bold " : ""}${Math.max(11, Math.round(cell * 0.9))}px sans-serif`;
+      const label = mine ? `${name} (you)` : name;
+      const half = context.measureText(label).width / 2 + 2;
+      const x = Math.min(Math.max((body[0] + 0.5) * cell, half), board.width - half);
+      const y = body[1] > 1 ? body[1] * cell - cell * 0.3 : (body[1] + 2) * cell;
+      context.strokeText(label, x, y);
+      context.fillText(label, x, y);
     }
   }
 

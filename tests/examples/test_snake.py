@@ -239,7 +239,7 @@ def test_two_players_see_both_snakes_and_every_page_sees_the_leaderboard_move(
     ana = open_page(demo)
     is_cluster = demo.target == "demo-cluster"
     bo = open_page(demo, avoid_worker=worker_of(ana) if is_cluster else None)
-    watcher = open_page(demo)  # Never plays: the leaderboard is live for every page.
+    watcher = open_page(demo)  # Never plays: the game and the leaderboard show on every page.
     for page in (ana, bo, watcher):
         expect(page.get_by_test_id("status")).to_have_text("waiting")
     play(ana, "ana")
@@ -271,7 +271,10 @@ def test_two_players_see_both_snakes_and_every_page_sees_the_leaderboard_move(
     score = ana.get_by_test_id("score").inner_text()
     for page in (watcher, bo, ana):  # Within 2 s of the death, on every page.
         expect(entry(page, "ana again")).to_have_attribute("data-score", score, timeout=2_000)
-    expect(players(watcher)).to_have_count(0)
+    # The watcher, who never played, saw the game too: its players, and no status change.
+    expect(players(watcher)).to_have_count(2)
+    assert sorted(players(watcher).all_text_contents()) == ["ana again", "bo"]
+    expect(watcher.get_by_test_id("status")).to_have_text("waiting")
 
 
 def test_single_player_is_private_and_counts_on_the_same_leaderboard(

@@ -2,8 +2,9 @@
 
 The server owns the game; a page only says who it is and where it wants to go.
 
-- ``GET /snake/`` is the page. It connects to ``/snake/ws`` at once and gets
-  ``welcome`` (its connection id, the worker's pid) and the ``leaderboard``.
+- ``GET /snake/`` is the page. It connects to ``/snake/ws`` at once, gets
+  ``welcome`` (its connection id, the worker's pid) and the ``leaderboard``,
+  and shows the shared game as it goes, playing or not.
 - ``{"type": "play", "name": "ana", "mode": "multi"}`` puts the connection in
   the shared room ``main`` (``"solo"``: a room of its own) and starts a new
   game for it; ``{"type": "turn", "direction": "up"}`` steers. Nothing else is
@@ -16,7 +17,7 @@ The server owns the game; a page only says who it is and where it wants to go.
   dies (the game then starts over there, with whoever is still connected).
 - The loop feeds the inputs to :class:`~.snake_game.SnakeGame` (the rules, no
   I/O), ticks it ``SNAKE_TICK_RATE`` times a second, broadcasts one ``state``
-  message per tick to the room, and hands the games that ended to a
+  message per tick to the pages that show the room, and hands the games that ended to a
   background task that stores them in SQLite and broadcasts the new
   ``leaderboard`` to every open page. The loop returns when the room is empty.
 """
@@ -56,8 +57,13 @@ MESSAGE_FIELDS = {"play": {"type", "name", "mode"}, "turn": {"type", "direction"
 
 
 def players_room(room: str) -> str:
-    """The Flask-Duplex room of a game's players: its state is broadcast there."""
+    """The Flask-Duplex room of a game's players: who is in it is who plays."""
     return f"snake:{room}"
+
+
+def watchers_room(room: str) -> str:
+    """The Flask-Duplex room of the pages that show a game: its state is broadcast there."""
+    return f"snake-watch:{room}"
 
 
 def input_channel(room: str) -> str:
@@ -110,7 +116,8 @@ class Seat:
     """What the handler knows about its player: the room it plays in, and its budgets."""
 
     tick_rate: float
-    room: str | None = None
+    watching: str = MAIN_ROOM  # The game the page shows: the shared one until it plays solo.
+    room: str | None = None  # The game it plays in, once it pressed play.
     messages: TokenBucket = field(init=False)
     errors: TokenBucket = field(init=False)
 
@@ -130,7 +137,9 @@ def websocket(ws: WebSocket) -> None:
     """One page: welcome, leaderboard, then its play and turn messages until it leaves."""
     seat = Seat(tick_rate=float(current_app.config["SNAKE_TICK_RATE"]))
     ws.join(LEADERBOARD_ROOM)  # First, so that no leaderboard is missed between these lines.
-    ws.send_json({"type": "welcome", "id": ws.id, "worker": os.getpid()})
+    ws.join(watchers_room(seat.watching))  # Every page shows the shared game, playing or not.
+    welcome = {"type": "welcome", "id": ws.id, "worker": os.getpid(), "room": seat.watching}
+    ws.send_json(welcome)
     ws.send_json(leaderboard())
     try:
         for message in ws:
@@ -164,6 +173,10 @@ def handle(ws: WebSocket, seat: Seat, message: str | bytes) -> None:
             if seat.room != room:
                 if seat.room is not None:
                     leave_room(ws, seat)
+                if seat.watching != room:
+                    ws.leave(watchers_room(seat.watching))
+                    ws.join(watchers_room(room))
+                    seat.watching = room
                 # In the room first: the loop's presence check then always finds this player.
                 ws.join(players_room(room), {"name": value["name"]})
                 seat.room = room
@@ -287,6 +300,7 @@ def run_loop(room: str) -> None:
             if time.monotonic() >= next_sync or not game.players:
                 next_sync = time.monotonic() + SYNC_EVERY
                 if not sync_players(game, room):
+                    send_state(game, room)  # The last one, empty: pages that watch clear.
                     return
             deaths = game.tick()
             if deaths:  # Stored off the loop: a slow disk never delays a tick.
@@ -337,7 +351,7 @@ def sync_players(game: SnakeGame, room: str) -> bool:
 def send_state(game: SnakeGame, room: str) -> None:
     state = {"type": "state", "room": room, "pid": os.getpid(), **game.state()}
     try:
-        duplex.broadcast(state, to=players_room(room))
+        duplex.broadcast(state, to=watchers_room(room))
     except BackendUnavailable as exc:  # This tick is lost; the next one carries everything.
         current_app.logger.warning("snake: state of room %r not sent: %s", room, exc)
 

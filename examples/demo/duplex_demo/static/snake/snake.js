@@ -8,9 +8,10 @@
  * createElement and textContent, never innerHTML: names come from other players.
  *
  * Messages from the server:
- *   welcome     {id, worker}       this connection's id, the server process's pid
+ *   welcome     {id, worker, room} this connection's id, the server process's pid, the
+ *                                  room whose game the page shows (the shared one)
  *   leaderboard {version, entries} the ten best; a higher version is newer
- *   joined      {room}             the room this page now plays in
+ *   joined      {room}             the room this page now plays in, and shows
  *   state       {room, pid, tick, width, height, players, food}  one per tick
  *   error       {message}          a message of ours was refused
  */
@@ -44,7 +45,7 @@ export function startSnake(root, connect, socketUrl) {
 
   const page = {
     id: null, // our connection id, from welcome
-    room: null, // the room we play in, from joined
+    room: null, // the room whose game we show (and play in, once we play)
     status: "waiting",
     lastPlay: null, // the last play message, sent again after a reconnect while playing
     leaderboardVersion: -1,
@@ -65,7 +66,7 @@ export function startSnake(root, connect, socketUrl) {
     switch (message.type) {
       case "welcome": // on every (re)connect: a new connection, in no game yet
         page.id = message.id;
-        page.room = null;
+        page.room = message.room;
         page.leaderboardVersion = -1; // a restarted server may have a fresh database
         board.dataset.worker = String(message.worker);
         if (page.status !== "playing") { // (a page that was playing sent play again: hello)

@@ -468,6 +468,45 @@ def test_a_player_who_disconnects_leaves_and_an_empty_room_stops_its_loop(
         time.sleep(0.2)
 
 
+# The page's status when its connection dropped, kept by the test.
+WATCH_THE_DROP = """() => {
+  const link = document.getElementById("snake-link");
+  window.statusAtDrop = null;
+  new MutationObserver(() => {
+    if (link.dataset.state === "reconnecting" && window.statusAtDrop === null) {
+      window.statusAtDrop = window.snake.status;
+    }
+  }).observe(link, { attributes: true });
+}"""
+
+
+def test_a_page_that_was_playing_is_back_in_a_game_after_a_restart(
+    single: Demo, open_page: OpenPage
+) -> None:
+    """Ctrl-C and make demo again: the page reconnects, plays again, and the leaderboard stayed."""
+    page = open_page(single)
+    board = page.locator(BOARD)
+    play(page, "comeback")  # A first game, to the wall: on the leaderboard before the restart.
+    expect(page.get_by_test_id("status")).to_have_text("dead", timeout=15_000)
+    expect(entry(page, "comeback")).to_be_attached()
+    for _attempt in range(3):  # A snake that hit a wall before the drop proves nothing.
+        play(page, "comeback")
+        expect(page.get_by_test_id("status")).to_have_text("playing")
+        loop = board.get_attribute("data-loop") or ""
+        page.evaluate(WATCH_THE_DROP)
+        single.restart()
+        page.wait_for_function("window.statusAtDrop !== null", timeout=20_000)
+        if page.evaluate("window.statusAtDrop") == "playing":
+            break
+        expect(page.locator("#snake-link")).to_have_text("online", timeout=20_000)
+    else:
+        raise AssertionError("the snake died before every restart")
+    expect(board).not_to_have_attribute("data-loop", loop, timeout=20_000)
+    expect(page.get_by_test_id("status")).to_have_text("playing")
+    expect(players(page)).to_have_text(["comeback"])
+    expect(entry(page, "comeback")).to_be_attached()  # Read again from the database.
+
+
 # -- the cluster: one loop per room, and it moves ---------------------------------
 
 

@@ -369,6 +369,7 @@ BAD_MESSAGES: list[tuple[Any, str]] = [
     ({"type": "play", "name": "cheater", "score": 9999}, "scores are counted by the server"),
     ({"type": "turn", "direction": "up", "score": 1}, "scores are counted by the server"),
     ("{not json", "not JSON"),
+    ("[" * 100_000, "not JSON"),
     (b"\x00\x01 a binary frame", "binary frames are not accepted"),
     ({"type": "teleport", "x": 3}, "unknown message type"),
     ([1, 2, 3], "a JSON object"),

@@ -17,9 +17,10 @@ The server owns the game; a page only says who it is and where it wants to go.
   dies (the game then starts over there, with whoever is still connected).
 - The loop feeds the inputs to :class:`~.snake_game.SnakeGame` (the rules, no
   I/O), ticks it ``SNAKE_TICK_RATE`` times a second, broadcasts one ``state``
-  message per tick to the pages that show the room, and hands the games that ended to a
-  background task that stores them in SQLite and broadcasts the new
-  ``leaderboard`` to every open page. The loop returns when the room is empty.
+  message per tick to the pages that show the room, and hands the games that
+  ended to a background task that stores them in SQLite and broadcasts the
+  new ``leaderboard`` to every open page. The loop returns when the room is
+  empty.
 """
 
 from __future__ import annotations
@@ -198,7 +199,7 @@ def parse(message: str | bytes) -> tuple[str, dict[str, Any]]:
         raise BadMessage("binary frames are not accepted: send JSON text")
     try:
         value = json.loads(message)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: "[[[[..." nested too deep.
         raise BadMessage("not JSON") from None
     if not isinstance(value, dict):
         raise BadMessage("a message is a JSON object with a type")

@@ -64,7 +64,7 @@ export function startSnake(root, connect, socketUrl) {
 
   client.on("message", (message) => {
     switch (message.type) {
-      case "welcome": // on every (re)connect: a new connection, in no game yet
+      case "welcome": // on every (re)connect: a new connection, that shows a game, plays none
         page.id = message.id;
         page.room = message.room;
         page.leaderboardVersion = -1; // a restarted server may have a fresh database

@@ -13,7 +13,7 @@ from typing import Any
 
 from flask import Flask
 
-from . import chat, db, home
+from . import chat, db, home, snake
 from .realtime import duplex
 
 __all__ = ["create_app"]
@@ -24,7 +24,9 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
 
     Environment (each optional): ``DUPLEX_DEMO_DATA_DIR`` (where the SQLite
     database lives; the instance folder by default), ``DUPLEX_DEMO_MESSAGE_QUEUE``
-    (a ``redis://`` URL that joins several workers), ``DUPLEX_DEMO_SECRET_KEY``.
+    (a ``redis://`` URL that joins several workers), ``DUPLEX_DEMO_SECRET_KEY``,
+    and the snake game's ``DUPLEX_DEMO_SNAKE_TICK_RATE`` (ticks a second, 10),
+    ``DUPLEX_DEMO_SNAKE_BOARD_WIDTH`` and ``..._HEIGHT`` (cells, 40 by 30).
     """
     app = Flask(__name__, instance_relative_config=True)
     data_dir = os.environ.get("DUPLEX_DEMO_DATA_DIR") or app.instance_path
@@ -37,6 +39,9 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         DUPLEX_CHANNEL="duplex-demo",
         DUPLEX_PRESENCE_TTL=6.0,
         DUPLEX_LEASE_TTL=3.0,
+        SNAKE_TICK_RATE=float(os.environ.get("DUPLEX_DEMO_SNAKE_TICK_RATE", 10)),
+        SNAKE_BOARD_WIDTH=int(os.environ.get("DUPLEX_DEMO_SNAKE_BOARD_WIDTH", 40)),
+        SNAKE_BOARD_HEIGHT=int(os.environ.get("DUPLEX_DEMO_SNAKE_BOARD_HEIGHT", 30)),
     )
     if test_config:
         app.config.update(test_config)
@@ -46,4 +51,5 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     duplex.init_app(app)
     app.register_blueprint(home.bp)
     chat.init_app(app)
+    app.register_blueprint(snake.bp)
     return app

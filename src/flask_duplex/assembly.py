@@ -34,7 +34,9 @@ class Inbox:
     __slots__ = ("_decoder", "_fragments", "_max_bytes", "_max_messages", "_messages", "size")
 
     def __init__(self, max_messages: int, max_bytes: int) -> None:
-        self._messages: collections.deque[Message] = collections.deque()
+        # Made at the first queued message: an empty deque costs 600 bytes, and
+        # a handler that waits in receive() reads its messages without one.
+        self._messages: collections.deque[Message] | None = None
         self._max_messages = max_messages
         self._max_bytes = max_bytes
         #: Bytes (binary) and characters (text) queued.
@@ -44,12 +46,21 @@ class Inbox:
         self._decoder: codecs.IncrementalDecoder | None = None
 
     def __len__(self) -> int:
-        return len(self._messages)
+        return len(self._messages) if self._messages is not None else 0
 
     @property
     def full(self) -> bool:
         """Whether the inbox reached one of its bounds."""
-        return len(self._messages) >= self._max_messages or self.size >= self._max_bytes
+        messages = self._messages
+        if messages is None:
+            return False
+        return len(messages) >= self._max_messages or self.size >= self._max_bytes
+
+    def _queue(self, message: Message) -> None:
+        if self._messages is None:
+            self._messages = collections.deque()
+        self._messages.append(message)
+        self.size += len(message)
 
     def add(self, frame: Frame) -> None:
         """Add a data frame; queue the message it completes.
@@ -65,9 +76,7 @@ class Inbox:
         data = frame.data
         try:
             if frame.fin and not self._fragments:
-                message: Message = str(data, "utf-8") if frame.opcode is _TEXT else bytes(data)
-                self._messages.append(message)
-                self.size += len(message)
+                self._queue(str(data, "utf-8") if frame.opcode is _TEXT else bytes(data))
                 return
             # Fragmented: decode text as it comes, to fail fast on bad UTF-8.
             if frame.opcode is _TEXT:
@@ -81,21 +90,21 @@ class Inbox:
             raise
         if frame.fin:
             joiner: Message = "" if self._decoder is not None else b""
-            message = joiner.join(self._fragments)  # type: ignore[arg-type]
+            message: Message = joiner.join(self._fragments)  # type: ignore[arg-type]
             self._fragments = []
             self._decoder = None
-            self._messages.append(message)
-            self.size += len(message)
+            self._queue(message)
 
     def pop(self) -> Message:
         """The oldest message; the inbox must not be empty."""
+        assert self._messages is not None
         message = self._messages.popleft()
         self.size -= len(message)
         return message
 
     def clear(self) -> None:
         """Drop every message, and the one being assembled."""
-        self._messages.clear()
+        self._messages = None
         self.size = 0
         self._fragments = []
         self._decoder = None

@@ -132,7 +132,7 @@ class Engine:
         self._outbox = Outbox(sock, self._lock, reactor.wait, self._update_watch)
         self._inbox = Inbox(options.max_inbox, options.max_inbox_bytes)
         self._reading = Reading(reactor, self._rearm, reactor.direct_reads)
-        self._pings: dict[bytes, Pong] = {}
+        self._pings: dict[bytes, Pong] | None = None  # Made by the first ping.
         self._events = 0  # what the reactor watches the socket for
         self._deadline: Timer | None = None  # close_timeout, once out of OPEN
         self._keepalive: Keepalive | None = None
@@ -414,10 +414,11 @@ class Engine:
 
     def on_pong(self, data: bytes) -> None:
         # A pong acknowledges its ping and every ping sent before it.
-        if data not in self._pings:
+        pings = self._pings
+        if not pings or data not in pings:
             return
-        for key in list(self._pings):
-            self._pings.pop(key).set()
+        for key in list(pings):
+            pings.pop(key).set()
             if key == data:
                 break
 
@@ -582,6 +583,8 @@ class Engine:
         with self._lock:
             if self._lifecycle.state is not _OPEN:
                 raise self._closed_error()
+            if self._pings is None:
+                self._pings = {}
             pong = self._pings.get(payload)
             if pong is None:
                 pong = self._pings[payload] = Pong()

@@ -77,6 +77,8 @@ class DuplexState:
         self.tasks = Tasks(app)
         #: The app's server-side channel subscriptions in this process.
         self.channels = Channels()
+        #: The app's JSON encoder, compact (see serving.compact_dumps), made once.
+        self.json_dumps = compact_dumps(app)
         loads = app.json.loads
         channels = self.channels
 
@@ -473,7 +475,8 @@ class Duplex:
         """The hub to publish with: the current app's, the only app's, or a publisher's."""
         app = self._app_or_none()
         if app is not None:
-            return _state(app).hub, compact_dumps(app)
+            state = _state(app)
+            return state.hub, state.json_dumps
         if self._message_queue is None or self._channel is None:
             raise RuntimeError(
                 "this Duplex has no app: call init_app(app), or to publish from a process "

@@ -89,7 +89,7 @@ def serve(
         subprotocol=result.protocol.subprotocol,
         lifecycle=lifecycle,
         hub=state.hub,
-        json_dumps=compact_dumps(app),
+        json_dumps=state.json_dumps,
         json_loads=app.json.loads,
     )
     del result  # The opening keeps what accepting needs.

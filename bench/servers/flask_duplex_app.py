@@ -10,17 +10,36 @@ import threading
 
 from flask import Flask
 
-from bench.servers import MAX_MESSAGE_SIZE, port_from_argv
+from bench.servers import (
+    DEFLATE_ECHO_PATH,
+    ECHO_PATH,
+    MAX_MESSAGE_SIZE,
+    PLAIN_BODY,
+    PLAIN_PATH,
+    port_from_argv,
+)
 from flask_duplex import Duplex, WebSocket
 
 app = Flask(__name__)
 duplex = Duplex(app)
 
 
-@duplex.route("/echo", max_message_size=MAX_MESSAGE_SIZE, compression=False)
+@duplex.route(ECHO_PATH, max_message_size=MAX_MESSAGE_SIZE, compression=False)
 def echo(ws: WebSocket) -> None:
     for message in ws:
         ws.send(message)
+
+
+@duplex.route(DEFLATE_ECHO_PATH, max_message_size=MAX_MESSAGE_SIZE, compression=True)
+def echo_deflate(ws: WebSocket) -> None:
+    for message in ws:
+        ws.send(message)
+
+
+@app.get(PLAIN_PATH)
+def plain() -> str:
+    """The cheapest response of this app: what a connection cycle is compared with."""
+    return PLAIN_BODY
 
 
 _never = threading.Event()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 __all__ = ["Document", "machine", "new_document", "save"]
 
+import dataclasses
 import datetime
 import json
 import os
@@ -66,11 +67,7 @@ def new_document(
             {"key": c.key, "label": c.label, "library": c.library, "server": c.server}
             for c in contenders
         ],
-        "scenarios": [
-            {"key": s.key, "kind": s.kind, "label": s.label, "connections": s.connections}
-            | ({"size": s.size} if s.kind == "echo" else {})
-            for s in scenarios
-        ],
+        "scenarios": [dataclasses.asdict(s) for s in scenarios],
         "results": {c.key: {} for c in contenders},
     }
 

@@ -43,8 +43,6 @@ class Contender:
         plain_http: It is a Flask app that also answers ``GET /plain``: the plain request that
             its connection cycle is compared with.
         deflate: It negotiates permessage-deflate when the client offers it.
-        event_loop: One event loop (gevent's or asyncio's) serves every connection, without a
-            thread each: it can hold 10,000 idle connections.
     """
 
     key: str
@@ -54,7 +52,6 @@ class Contender:
     gunicorn_worker: str | None = None
     plain_http: bool = False
     deflate: bool = True
-    event_loop: bool = False
 
     @property
     def label(self) -> str:
@@ -110,7 +107,6 @@ def _flask_app_on_three_servers(library: str, slug: str, module: str) -> list[Co
             module,
             "gevent",
             plain_http=True,
-            event_loop=True,
         ),
     ]
 
@@ -118,9 +114,9 @@ def _flask_app_on_three_servers(library: str, slug: str, module: str) -> list[Co
 CONTENDERS: tuple[Contender, ...] = (
     *_flask_app_on_three_servers(FLASK_DUPLEX, "flask-duplex", "flask_duplex_app"),
     *_flask_app_on_three_servers(FLASK_SOCK, "flask-sock", "flask_sock_app"),
-    Contender("websockets-asyncio", "websockets", "asyncio", "websockets_asyncio", event_loop=True),
+    Contender("websockets-asyncio", "websockets", "asyncio", "websockets_asyncio"),
     Contender("websockets-threading", "websockets", "threading", "websockets_threading"),
-    Contender("picows", "picows", "asyncio", "picows_echo", deflate=False, event_loop=True),
+    Contender("picows", "picows", "asyncio", "picows_echo", deflate=False),
 )
 
 # Every Flask-Duplex figure is also given as a ratio to this contender's.

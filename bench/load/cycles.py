@@ -114,16 +114,17 @@ async def run_cycles(
 
     Returns cycles per second, the server's CPU µs per cycle, and the percentiles of the time to
     open under this load (connect and handshake). A cycle whose close the server did not answer
-    with a close frame counts as unclean; ``unclean_closes`` says how many.
+    with a close frame counts as unclean; ``unclean_closes`` says how many of the
+    ``cycles_run`` (warm-up included).
 
     Raises:
         Failure: A connection did not open, or the echo did not come back as sent.
     """
     payload = os.urandom(size)
-    unclean = 0
+    unclean = run = 0
 
     async def cycle(timings: Timings) -> None:
-        nonlocal unclean
+        nonlocal unclean, run
         opening = time.perf_counter()
         transport, listener = await open_connection(_OneEcho, url, timeout=OPERATION_TIMEOUT)
         opened = time.perf_counter()
@@ -137,6 +138,7 @@ async def run_cycles(
         if echo != payload:
             raise Failure("the echo differs from the message sent")
         unclean += not listener.close_received
+        run += 1
         timings.add(opened - opening)
 
     timings, meter = await _repeat(cycle, connections, cpu_pids, duration, warmup)
@@ -148,6 +150,7 @@ async def run_cycles(
         "open_p50_ms": percentile_ms(opens, 0.50),
         "open_p99_ms": percentile_ms(opens, 0.99),
         "unclean_closes": unclean,
+        "cycles_run": run,
     }
 
 

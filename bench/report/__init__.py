@@ -68,8 +68,8 @@ def _errors(document: Document) -> list[str]:
 def _notes(document: Document) -> list[str]:
     """What went otherwise than asked, without stopping the scenario."""
     return [
-        f"- {label}: {figures['unclean_closes']:,} of the cycles ended without the server's "
-        "close frame"
+        f"- {label}: {figures['unclean_closes']:,} of {figures.get('cycles_run', 0):,} cycles "
+        "(warm-up included) ended without the server's close frame"
         for label, figures in _all_figures(document)
         if figures.get("unclean_closes")
     ]

@@ -165,8 +165,8 @@ def idle_tables(document: Document) -> list[str]:
             "costs less. The new client opens one more connection once all are open, and times "
             "100 echoes, one at a time."
             + (
-                " Only the servers that hold connections on one event loop run this one "
-                "(n/a: a thread per connection)."
+                " Only gunicorn's gevent worker runs this one (one worker holds them all); "
+                "the others' cost per connection is in the table of 1,000."
                 if scenario["connections"] > 1000
                 else ""
             )

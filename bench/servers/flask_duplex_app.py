@@ -43,13 +43,24 @@ def plain() -> str:
 
 
 _never = threading.Event()
+_held = 0
+_held_lock = threading.Lock()
 
 
 @app.route("/hold")
 def hold() -> str:
     """A plain view that never answers: what a held request costs without WebSocket code."""
+    global _held
+    with _held_lock:
+        _held += 1
     _never.wait()
     return ""
+
+
+@app.get("/held")
+def held() -> str:
+    """How many requests ``/hold`` holds: whether the server has taken them all."""
+    return str(_held)
 
 
 if __name__ == "__main__":

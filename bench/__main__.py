@@ -17,7 +17,7 @@ from typing import Any
 
 from bench.contenders import CONTENDERS, Contender
 from bench.process import raise_open_files_limit
-from bench.record import Document, new_document, save
+from bench.record import Document, load_average, new_document, save
 from bench.report import markdown_report
 from bench.runner import ROOT, Runner, run_contender, smoke
 from bench.scenarios import SCENARIOS, SMOKE_TIMING, Scenario, Timing
@@ -122,6 +122,7 @@ def run(
         )
         save(document, results_file)  # after each contender, so an interrupted run keeps them
     document["wall_time_s"] = round(time.perf_counter() - started, 1)
+    document["load_average_end"] = load_average()
     save(document, results_file)
     _progress(f"saved {_relative(results_file)}")
     publish(arguments, document)

@@ -1,7 +1,9 @@
 """docs/benchmarks.md: the latest tables and plot, the machine, and how to rerun.
 
-The page is rewritten by every ``make bench``, except its "What dominates the hot path"
-section, which is written by hand from a profile and kept as it is.
+The page is rewritten by every ``python -m bench --write-docs``, except the sections it does not
+write: "What dominates the hot path", written by hand from a profile, and the tables that
+``python -m bench.fanout`` and ``python -m bench.floor`` put under their own headings. Those are
+kept as they are, so a run of some rows only, or ``--report-only``, loses none of them.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ from bench.contenders import CONTENDERS
 from bench.record import Document
 
 HOT_PATH_HEADING = "## What dominates the hot path"
+FANOUT_HEADING = "## Broadcast fan-out"
+FLOOR_HEADING = "## Idle memory floor"
 # What the page says a full `make bench` takes (bench, fan-out and floor together).
 _MINUTES = 10
 HOT_PATH_PLACEHOLDER = "TODO(profile)"
@@ -26,17 +30,31 @@ def write_benchmarks_page(document: Document, tables: str, plot: Path, docs: Pat
     image = docs / "benchmarks-throughput.png"
     if plot.exists():
         shutil.copyfile(plot, image)
-    hot_path = _kept_hot_path_section(page)
-    page.write_text(_page(document, tables, image.name, hot_path))
+    existing = page.read_text() if page.exists() else ""
+    kept = [
+        _section(existing, HOT_PATH_HEADING) or f"{HOT_PATH_HEADING}\n\n{HOT_PATH_PLACEHOLDER}\n",
+        _section(existing, FLOOR_HEADING),
+        _section(existing, FANOUT_HEADING),
+    ]
+    page.write_text(_page(document, tables, image.name, "\n".join(filter(None, kept))))
     return page
 
 
-def _page(document: Document, tables: str, image: str, hot_path: str) -> str:
+def _page(document: Document, tables: str, image: str, kept: str) -> str:
     machine = document["machine"]
     when = document["date"].replace("T", " ")[:16]
     minutes = document.get("wall_time_s", 0) / 60
     source = document.get("flask_duplex_commit")
     commit = f"\n- Flask-Duplex at commit {source}" if source else ""
+    load = ""
+    if document.get("load_average_start") is not None:
+        end = document.get("load_average_end")
+        load = (
+            f"\n- Load average (1 minute) {document['load_average_start']:g} at the start and "
+            f"{'unknown' if end is None else format(end, 'g')} at the end, on "
+            f"{machine['cores']} cores: above the number of cores, other programs were running "
+            "and the figures are noisier (CPU time per operation less so than rates)"
+        )
     versions = ", ".join(f"{name} {version}" for name, version in document["versions"].items())
     contenders = "\n".join(
         f"| {c.label} | `{' '.join(c.command('python', 'PORT'))}` |" for c in CONTENDERS
@@ -127,8 +145,8 @@ the server did, so it moves far less than a rate when other programs share the m
   deflates permessage-deflate with the sans-I/O layer of `websockets` (`websockets.protocol`),
   which websockets' asyncio server runs too: that row is the cost of the same parser on one event
   loop, without WSGI, and the ratio to it says what Flask-Duplex adds around the parser
-  (reassembly, locks, its reader and writer). picows (a parser in Cython)
-  shows what the uncompressed row costs without any Python per frame.
+  (reassembly, locks, its reader and writer). picows (a parser in Cython) shows what the
+  uncompressed row costs without any Python per frame.
 - **Idle memory: a held plain Flask request.** A connection held by a Flask view costs the server
   its thread or greenlet, the WSGI environ, the buffered reader and Flask's request context,
   before any WebSocket code runs; `python -m bench.floor` (run by `make bench`, table below)
@@ -144,7 +162,7 @@ the server did, so it moves far less than a rate when other programs share the m
 - Run on {when} UTC, in {minutes:.0f} minutes
 - {machine["cores"]} cores ({machine["cpu"] or "CPU model unknown"}), {machine["platform"]}
 - {machine["implementation"]} {machine["python"]}
-- {versions}{commit}
+- {versions}{commit}{load}
 
 ## Results
 
@@ -152,7 +170,7 @@ the server did, so it moves far less than a rate when other programs share the m
 
 {tables.rstrip()}
 
-{hot_path.rstrip()}
+{kept.rstrip()}
 """
 
 
@@ -162,26 +180,15 @@ def write_section(page: Path, heading: str, text: str) -> None:
     A section not on the page yet goes at its end. ``python -m bench.fanout`` and
     ``python -m bench.floor`` add theirs this way after ``python -m bench`` rewrote the page.
     """
-    text_before = page.read_text() if page.exists() else "# Benchmarks\n"
-    section = f"{heading}\n\n{text}"
-    start = text_before.find(heading)
-    if start == -1:
-        text_after = text_before.rstrip("\n") + "\n\n" + section
-    else:
-        end = text_before.find("\n## ", start + len(heading))
-        text_after = text_before[:start] + section + (text_before[end + 1 :] if end != -1 else "")
-    page.write_text(text_after)
+    existing = page.read_text() if page.exists() else "# Benchmarks\n"
+    old, new = _section(existing, heading), f"{heading}\n\n{text}"
+    page.write_text(existing.replace(old, new, 1) if old else existing.rstrip("\n") + "\n\n" + new)
 
 
-def _kept_hot_path_section(page: Path) -> str:
-    """The hand-written hot-path section of the existing page, or the placeholder."""
-    placeholder = f"{HOT_PATH_HEADING}\n\n{HOT_PATH_PLACEHOLDER}\n"
-    try:
-        text = page.read_text()
-    except FileNotFoundError:
-        return placeholder
-    start = text.find(HOT_PATH_HEADING)
+def _section(text: str, heading: str) -> str:
+    """The section of ``text`` under ``heading``, up to the next level-2 heading; or empty."""
+    start = text.find(heading)
     if start < 0:
-        return placeholder
-    end = text.find("\n## ", start + len(HOT_PATH_HEADING))
+        return ""
+    end = text.find("\n## ", start + len(heading))
     return text[start:] if end < 0 else text[start : end + 1]

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from picows import WSListener, WSMsgType, WSTransport, ws_connect
 
-from bench.docs import write_section
+from bench.docs import FANOUT_HEADING, write_section
 from bench.process import (
     CLIENT_CORE,
     SERVER_CORE,
@@ -38,7 +38,6 @@ from bench.process import (
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
 DOCS_PAGE = ROOT / "docs" / "benchmarks.md"
-HEADING = "## Broadcast fan-out"
 CONNECTIONS = 1000
 SIZE = 100
 ROUNDS = 5
@@ -215,7 +214,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     (RESULTS / "fanout.json").write_text(json.dumps(rows, indent=2))
     (RESULTS / "fanout.md").write_text(text)
     if arguments.write_docs:
-        write_section(DOCS_PAGE, HEADING, text)
+        write_section(DOCS_PAGE, FANOUT_HEADING, text)
 
 
 if __name__ == "__main__":

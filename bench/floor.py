@@ -25,13 +25,12 @@ from pathlib import Path
 
 from bench import procfs
 from bench.contenders import CONTENDERS, Contender
-from bench.docs import write_section
+from bench.docs import FLOOR_HEADING, write_section
 from bench.process import SERVER_CORE, can_pin, raise_open_files_limit, started_server
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
 DOCS_PAGE = ROOT / "docs" / "benchmarks.md"
-HEADING = "## Idle memory floor"
 CONNECTIONS = 1000
 BATCH = 100
 SETTLE_SECONDS = 1.0
@@ -155,7 +154,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "floor.json").write_text(json.dumps(rows, indent=2) + "\n")
     if arguments.write_docs:
-        write_section(DOCS_PAGE, HEADING, text)
+        write_section(DOCS_PAGE, FLOOR_HEADING, text)
 
 
 if __name__ == "__main__":

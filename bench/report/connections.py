@@ -20,6 +20,7 @@ from bench.report.tables import (
     milliseconds,
     peer_rows,
     ratio,
+    runs,
     seconds,
 )
 from bench.scenarios import CYCLE, GET, OPEN
@@ -118,7 +119,8 @@ def _ceiling_table(document: Document) -> str:
 def _against_target(theirs: float | None, mine: float | None, target: float) -> str:
     if theirs is None or not mine:
         return "n/a"
-    value = theirs / mine
+    # Judged as shown: a ratio printed as 1.10x meets a target of 1.10x.
+    value = round(theirs / mine, 2)
     return f"*{value:.2f}x*, {'met' if value >= target else 'not met'}"
 
 
@@ -171,9 +173,10 @@ def idle_tables(document: Document) -> list[str]:
                 else ""
             )
         )
-        tables.append(
-            f"{title}\n\n{note}\n\n" + _multi_scenario_table(document, columns, ratios=_DIVIDED)
+        table = _multi_scenario_table(
+            document, columns, ratios=_DIVIDED, only_runnable=scenario["key"]
         )
+        tables.append(f"{title}\n\n{note}\n\n{table}")
     return tables
 
 
@@ -190,14 +193,22 @@ _IDLE: tuple[Column, ...] = (
 
 
 def _multi_scenario_table(
-    document: Document, columns: Sequence[tuple[str, Column]], ratios: str = _AGAINST
+    document: Document,
+    columns: Sequence[tuple[str, Column]],
+    ratios: str = _AGAINST,
+    only_runnable: str | None = None,
 ) -> str:
     """Figures of one or more scenarios: a row per contender, then Flask-Duplex's ratios.
 
     A column's ratio kind says how its ratio rows compare: ``rate`` (Flask-Duplex ÷ peer),
     ``cost`` (peer ÷ Flask-Duplex: above 1.00x is better either way), ``divide`` (Flask-Duplex ÷
-    peer, for the tables that have always read so), or None for no ratio.
+    peer, for the tables that have always read so), or None for no ratio. With
+    ``only_runnable``, a scenario key, the rows are those of the contenders that can run it.
     """
+
+    def shown(key: str) -> bool:
+        return only_runnable is None or runs(key, only_runnable)
+
     rows = [
         [
             label,
@@ -207,8 +218,11 @@ def _multi_scenario_table(
             ),
         ]
         for key, label in contenders(document)
+        if shown(key)
     ]
     for mine, theirs, label in peer_rows(document, ratios):
+        if not (shown(mine) and shown(theirs)):
+            continue
         rows.append(
             [
                 label,

@@ -19,6 +19,7 @@ __all__ = [
     "milliseconds",
     "peer_rows",
     "ratio",
+    "runs",
     "scenario_labels",
     "seconds",
 ]
@@ -46,6 +47,12 @@ def scenario_labels(document: Document) -> dict[str, str]:
     return {s["key"]: s["label"] for s in document["scenarios"]}
 
 
+def runs(contender: str, scenario: str) -> bool:
+    """Whether the contender can run the scenario; True for names this version does not know."""
+    known, runnable = _CONTENDERS.get(contender), _SCENARIOS.get(scenario)
+    return not (known and runnable) or runnable.runs_on(known)
+
+
 def cell(document: Document, contender: str, scenario: str, figure: str, fmt: Format) -> str:
     """One figure, formatted; ``n/a`` where the contender cannot run the scenario.
 
@@ -53,8 +60,7 @@ def cell(document: Document, contender: str, scenario: str, figure: str, fmt: Fo
     """
     figures = document["results"].get(contender, {}).get(scenario)
     if figures is None:
-        known, runs = _CONTENDERS.get(contender), _SCENARIOS.get(scenario)
-        return "n/a" if known and runs and not runs.runs_on(known) else ""
+        return "" if runs(contender, scenario) else "n/a"
     value = figures.get(figure)
     if value is None:
         return "error" if figures.get("error") else "n/a"

@@ -27,7 +27,11 @@ RESULTS = ROOT / "bench" / "results"
 
 def parse_arguments(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    parser.add_argument("--smoke", action="store_true", help="start, echo once, stop; no figures")
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help="start each contender, run every scenario at its smallest, stop; no figures",
+    )
     parser.add_argument(
         "--duration", type=float, default=Timing.duration, help="timed seconds per scenario"
     )

@@ -181,7 +181,7 @@ def write_section(page: Path, heading: str, text: str) -> None:
     ``python -m bench.floor`` add theirs this way after ``python -m bench`` rewrote the page.
     """
     existing = page.read_text() if page.exists() else "# Benchmarks\n"
-    old, new = _section(existing, heading), f"{heading}\n\n{text}"
+    old, new = _section(existing, heading), f"{heading}\n\n{text.rstrip()}\n"
     page.write_text(existing.replace(old, new, 1) if old else existing.rstrip("\n") + "\n\n" + new)
 
 
@@ -191,4 +191,6 @@ def _section(text: str, heading: str) -> str:
     if start < 0:
         return ""
     end = text.find("\n## ", start + len(heading))
-    return text[start:] if end < 0 else text[start : end + 1]
+    section = text[start:] if end < 0 else text[start : end + 1]
+    # Without the blank lines that part it from the next section, which stay on the page.
+    return section.rstrip("\n") + "\n"

@@ -80,14 +80,15 @@ $(BENCH_STAMP): pyproject.toml
 
 bench-env: $(BENCH_STAMP)
 
-# Side-by-side figures against the peers; about 5 minutes on 2 cores. Writes
+# Side-by-side figures against the peers; about 10 minutes on 2 cores. Writes
 # bench/results/ and docs/benchmarks.md. Timings are reported, never asserted.
+# Some rows only: $(BENCH_BIN)/python -m bench --only CONTENDER --scenario SCENARIO (see --help).
 bench: $(BENCH_STAMP)
 	$(BENCH_BIN)/python -m bench --write-docs
 	$(BENCH_BIN)/python -m bench.fanout --write-docs
-	$(BENCH_BIN)/python -m bench.floor
+	$(BENCH_BIN)/python -m bench.floor --write-docs
 
-# Each contender starts, echoes once, and stops: well under a minute.
+# Each contender starts, runs every scenario at its smallest, and stops: well under a minute.
 bench-smoke: $(BENCH_STAMP)
 	$(BENCH_BIN)/python -m bench --smoke
 

@@ -17,17 +17,21 @@ from typing import Any
 
 from bench.contenders import CONTENDERS, Contender
 from bench.process import raise_open_files_limit
-from bench.record import Document, new_document, save
+from bench.record import Document, load_average, new_document, save
 from bench.report import markdown_report
 from bench.runner import ROOT, Runner, run_contender, smoke
-from bench.scenarios import SCENARIOS, Scenario, Timing
+from bench.scenarios import SCENARIOS, SMOKE_TIMING, Scenario, Timing
 
 RESULTS = ROOT / "bench" / "results"
 
 
 def parse_arguments(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    parser.add_argument("--smoke", action="store_true", help="start, echo once, stop; no figures")
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help="start each contender, run every scenario at its smallest, stop; no figures",
+    )
     parser.add_argument(
         "--duration", type=float, default=Timing.duration, help="timed seconds per scenario"
     )
@@ -74,12 +78,30 @@ def main() -> None:
     _clear_logs(logs)
     runner = Runner(logs, pin=not arguments.no_pin)
     if arguments.smoke:
-        sys.exit(0 if smoke(runner, contenders) else 1)
+        sys.exit(0 if run_smoke(runner, contenders) else 1)
     if arguments.report_only:
         document = json.loads((arguments.results / "latest.json").read_text())
         publish(arguments, document)
         return
     run(arguments, runner, contenders, scenarios)
+
+
+def run_smoke(runner: Runner, contenders: list[Contender]) -> bool:
+    """The smoke check (:func:`bench.runner.smoke`), then the tables built from its figures.
+
+    The figures mean nothing; building the tables from them checks that every figure the full
+    run reports can be read and formatted. Returns whether everything passed.
+    """
+    passed = smoke(runner, contenders)
+    document = new_document(contenders, list(SCENARIOS), SMOKE_TIMING, runner.pin)
+    document["results"].update(passed)
+    try:
+        markdown_report(document)
+    except Exception as exc:
+        print(f"FAIL tables: {type(exc).__name__}: {exc}", flush=True)
+        return False
+    print("OK   tables built from the smoke figures", flush=True)
+    return len(passed) == len(contenders)
 
 
 def run(
@@ -104,6 +126,7 @@ def run(
         )
         save(document, results_file)  # after each contender, so an interrupted run keeps them
     document["wall_time_s"] = round(time.perf_counter() - started, 1)
+    document["load_average_end"] = load_average()
     save(document, results_file)
     _progress(f"saved {_relative(results_file)}")
     publish(arguments, document)
@@ -130,28 +153,47 @@ def publish(arguments: argparse.Namespace, document: Document) -> None:
 
 
 def _report_progress(scenario: Scenario, figures: dict[str, Any]) -> None:
+    _progress(f"    {scenario.label:<28} {_summary(scenario, figures)}")
+
+
+def _summary(scenario: Scenario, figures: dict[str, Any]) -> str:
+    """One line of what a scenario measured, for the progress on stderr."""
     if scenario.kind == "idle" and "opened" in figures:
         # Idle figures are worth showing even when not every connection opened.
         opened_in = (
             f" in {figures['open_seconds']:.2f} s" if figures["open_seconds"] is not None else ""
         )
-        summary = (
+        probe = (
+            f"; new client's echo p50 {figures['probe_p50_ms']:.3f} ms"
+            if figures.get("probe_p50_ms") is not None
+            else f"; new client: {figures.get('probe_error')}"
+        )
+        return (
             f"{figures['opened']:,} opened{opened_in}, "
             f"{figures['threads_per_connection']:.2f} threads and "
-            f"{figures['rss_kib_per_connection']:.1f} KiB per connection"
+            f"{figures['rss_kib_per_connection']:.1f} KiB per connection{probe}"
             + (f"; error: {figures['error']}" if figures["error"] else "")
         )
-    elif figures.get("error"):
-        summary = f"error: {figures['error']}"
-    elif scenario.kind == "echo":
-        summary = (
+    if figures.get("error"):
+        return f"error: {figures['error']}"
+    cpu = f"server CPU {_us(figures.get('server_cpu_us'))} µs each"
+    if scenario.kind == "echo":
+        return (
             f"{figures['messages_per_s']:>9,.0f} msg/s  {figures['mb_per_s']:8.1f} MB/s  "
             f"p50 {figures['p50_ms']:.3f} ms  p99 {figures['p99_ms']:.3f} ms  "
             f"server CPU {figures['server_cpu_cores']:.2f}"
         )
-    else:
-        summary = f"{figures['handshakes_per_s']:>9,.0f} handshakes/s"
-    _progress(f"    {scenario.label:<24} {summary}")
+    if scenario.kind == "fragmented":
+        return f"{figures['messages_per_s']:>9,.0f} msg/s  p50 {figures['p50_ms']:.3f} ms  {cpu}"
+    if scenario.kind == "cycle":
+        return f"{figures['cycles_per_s']:>9,.0f} cycles/s  {cpu}"
+    if scenario.kind == "get":
+        return f"{figures['requests_per_s']:>9,.0f} requests/s  {cpu}"
+    return f"open p50 {figures['open_p50_ms']:.3f} ms  p99 {figures['open_p99_ms']:.3f} ms  {cpu}"
+
+
+def _us(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:,.0f}"
 
 
 def _progress(line: str) -> None:

@@ -22,11 +22,11 @@ from importlib import metadata
 FLASK_DUPLEX = "Flask-Duplex"
 FLASK_SOCK = "flask-sock"
 
-# The gunicorn settings the project documents: one worker, enough threads or greenlets for
-# the scenarios with 100 connections.
+# The gunicorn settings the project documents: one worker, enough threads for the scenarios
+# with 100 connections, enough greenlets for the 10,000 idle connections and one more client.
 _GUNICORN_WORKER_OPTIONS = {
     "gthread": ("--threads", "256"),
-    "gevent": ("--worker-connections", "4096"),
+    "gevent": ("--worker-connections", "16384"),
 }
 
 
@@ -40,6 +40,9 @@ class Contender:
         server: The server it runs on.
         module: The module in ``bench.servers`` that holds its echo app or server.
         gunicorn_worker: gunicorn's worker class, or None for a server started by the module.
+        plain_http: It is a Flask app that also answers ``GET /plain``: the plain request that
+            its connection cycle is compared with.
+        deflate: It negotiates permessage-deflate when the client offers it.
     """
 
     key: str
@@ -47,6 +50,8 @@ class Contender:
     server: str
     module: str
     gunicorn_worker: str | None = None
+    plain_http: bool = False
+    deflate: bool = True
 
     @property
     def label(self) -> str:
@@ -91,9 +96,18 @@ def _no_control_socket() -> tuple[str, ...]:
 
 def _flask_app_on_three_servers(library: str, slug: str, module: str) -> list[Contender]:
     return [
-        Contender(f"{slug}-werkzeug", library, "Werkzeug", module),
-        Contender(f"{slug}-gthread", library, "gunicorn gthread", module, "gthread"),
-        Contender(f"{slug}-gevent", library, "gunicorn gevent", module, "gevent"),
+        Contender(f"{slug}-werkzeug", library, "Werkzeug", module, plain_http=True),
+        Contender(
+            f"{slug}-gthread", library, "gunicorn gthread", module, "gthread", plain_http=True
+        ),
+        Contender(
+            f"{slug}-gevent",
+            library,
+            "gunicorn gevent",
+            module,
+            "gevent",
+            plain_http=True,
+        ),
     ]
 
 
@@ -102,7 +116,7 @@ CONTENDERS: tuple[Contender, ...] = (
     *_flask_app_on_three_servers(FLASK_SOCK, "flask-sock", "flask_sock_app"),
     Contender("websockets-asyncio", "websockets", "asyncio", "websockets_asyncio"),
     Contender("websockets-threading", "websockets", "threading", "websockets_threading"),
-    Contender("picows", "picows", "asyncio", "picows_echo"),
+    Contender("picows", "picows", "asyncio", "picows_echo", deflate=False),
 )
 
 # Every Flask-Duplex figure is also given as a ratio to this contender's.

@@ -26,6 +26,7 @@ from pathlib import Path
 
 from picows import WSListener, WSMsgType, WSTransport, ws_connect
 
+from bench.docs import FANOUT_HEADING, write_section
 from bench.process import (
     CLIENT_CORE,
     SERVER_CORE,
@@ -37,7 +38,6 @@ from bench.process import (
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
 DOCS_PAGE = ROOT / "docs" / "benchmarks.md"
-HEADING = "## Broadcast fan-out"
 CONNECTIONS = 1000
 SIZE = 100
 ROUNDS = 5
@@ -203,18 +203,6 @@ def table(rows: dict[str, object]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_docs(text: str) -> None:
-    page = DOCS_PAGE.read_text() if DOCS_PAGE.exists() else "# Benchmarks\n"
-    section = f"{HEADING}\n\n{text}"
-    start = page.find(HEADING)
-    if start == -1:
-        page = page.rstrip("\n") + "\n\n" + section
-    else:
-        end = page.find("\n## ", start + len(HEADING))
-        page = page[:start] + section + (page[end + 1 :] if end != -1 else "")
-    DOCS_PAGE.write_text(page)
-
-
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.fanout", description=__doc__)
     parser.add_argument("--write-docs", action="store_true", help="put the table in docs/")
@@ -226,7 +214,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     (RESULTS / "fanout.json").write_text(json.dumps(rows, indent=2))
     (RESULTS / "fanout.md").write_text(text)
     if arguments.write_docs:
-        write_docs(text)
+        write_section(DOCS_PAGE, FANOUT_HEADING, text)
 
 
 if __name__ == "__main__":

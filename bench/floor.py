@@ -1,16 +1,18 @@
-"""What an open connection costs Werkzeug before any WebSocket code runs.
+"""What an open connection costs a server before any WebSocket code runs.
 
-``python -m bench.floor`` (``make bench`` runs it): on two fresh Werkzeug servers, holds 1,000
-plain HTTP requests open in a Flask view that only waits (``/hold``), then 1,000 idle Flask-Duplex
-WebSocket connections (``/echo``), and reports threads and resident memory per connection for
-each. The first figure is the floor of any thread-per-request server on Werkzeug: the request
-thread, its stacks, Werkzeug's buffered reader and request objects, Flask's request context. The
-difference between the two is what Flask-Duplex adds. Prints a table; writes
-bench/results/floor.json.
+``python -m bench.floor`` (``make bench`` runs it): on fresh servers, holds 1,000 plain HTTP
+requests open in a Flask view that only waits (``/hold``), then 1,000 idle Flask-Duplex WebSocket
+connections (``/echo``), and reports threads and resident memory per connection for each; on
+Werkzeug (a thread per request) and on gunicorn's gevent worker (a greenlet per request). The
+first figure is the floor of any WebSocket library that holds a Flask request: the request's
+thread or greenlet, its stacks, the server's buffered reader, the environ and Flask's request
+context. The difference between the two is what Flask-Duplex adds. Prints a table; writes
+bench/results/floor.json, and with ``--write-docs`` puts the table in docs/benchmarks.md.
 """
 
 from __future__ import annotations
 
+import argparse
 import base64
 import json
 import os
@@ -22,18 +24,28 @@ from contextlib import ExitStack
 from pathlib import Path
 
 from bench import procfs
+from bench.contenders import CONTENDERS, Contender
+from bench.docs import FLOOR_HEADING, write_section
 from bench.process import SERVER_CORE, can_pin, raise_open_files_limit, started_server
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
+DOCS_PAGE = ROOT / "docs" / "benchmarks.md"
 CONNECTIONS = 1000
 BATCH = 100
 SETTLE_SECONDS = 1.0
 OPEN_TIMEOUT = 30.0
 
-
-def _werkzeug(port: int) -> list[str]:
-    return [sys.executable, "-m", "bench.servers.flask_duplex_app", str(port)]
+# The Flask-Duplex app on each server measured, started as the benchmark starts it.
+SERVERS: dict[str, Contender] = {
+    contender.server: contender
+    for contender in CONTENDERS
+    if contender.key in ("flask-duplex-werkzeug", "flask-duplex-gevent")
+}
+LABELS = {
+    "plain-held": "Flask view held open, plain HTTP (the floor)",
+    "websocket-idle": "Flask-Duplex WebSocket, idle in `receive()`",
+}
 
 
 def _request(path: str, port: int, upgrade: bool) -> bytes:
@@ -49,12 +61,31 @@ def _request(path: str, port: int, upgrade: bool) -> bytes:
     return "\r\n".join([*lines, "", ""]).encode()
 
 
-def _measure(path: str, upgrade: bool) -> dict[str, float]:
+def _held(port: int) -> int:
+    """How many requests the server's ``/hold`` view holds right now."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5.0) as sock:
+        sock.sendall(b"GET /held HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+        response = b""
+        while chunk := sock.recv(4096):
+            response += chunk
+    return int(response.rsplit(b"\r\n\r\n", 1)[1] or b"0")
+
+
+def _measure(server: str, path: str, upgrade: bool) -> dict[str, float]:
     """Open the connections on a fresh server; their cost in threads and KiB each."""
-    log = RESULTS / "logs" / f"floor{path.replace('/', '-')}.log"
+    slug = server.lower().replace(" ", "-")
+    log = RESULTS / "logs" / f"floor-{slug}{path.replace('/', '-')}.log"
     core = SERVER_CORE if can_pin() else None
-    with started_server(_werkzeug, cwd=ROOT, log=log, core=core) as server, ExitStack() as stack:
-        pids = server.serving_pids()
+    with (
+        started_server(
+            lambda port: SERVERS[server].command(sys.executable, port),
+            cwd=ROOT,
+            log=log,
+            core=core,
+        ) as running,
+        ExitStack() as stack,
+    ):
+        pids = running.serving_pids()
         time.sleep(SETTLE_SECONDS)
         threads_before = procfs.thread_count(pids)
         rss_before = procfs.rss_kib(pids)
@@ -62,18 +93,18 @@ def _measure(path: str, upgrade: bool) -> dict[str, float]:
         for first in range(0, CONNECTIONS, BATCH):
             batch = []
             for _ in range(min(BATCH, CONNECTIONS - first)):
-                sock = stack.enter_context(socket.create_connection(("127.0.0.1", server.port)))
-                sock.sendall(_request(path, server.port, upgrade))
+                sock = stack.enter_context(socket.create_connection(("127.0.0.1", running.port)))
+                sock.sendall(_request(path, running.port, upgrade))
                 batch.append(sock)
             if upgrade:
                 for sock in batch:
                     sock.settimeout(max(0.1, deadline - time.monotonic()))
                     if not sock.recv(4096).startswith(b"HTTP/1.1 101"):
-                        raise RuntimeError(f"{path}: no 101")
-        # A held plain request answers nothing: wait until each has its thread.
-        while procfs.thread_count(pids) < threads_before + CONNECTIONS:
+                        raise RuntimeError(f"{server}, {path}: no 101")
+        # A held plain request answers nothing: wait until the view holds every one.
+        while not upgrade and _held(running.port) < CONNECTIONS:
             if time.monotonic() > deadline:
-                raise RuntimeError(f"{path}: the server did not take every connection")
+                raise RuntimeError(f"{server}, {path}: the server did not take every connection")
             time.sleep(0.05)
         time.sleep(SETTLE_SECONDS)
         threads_with = procfs.thread_count(pids)
@@ -84,39 +115,46 @@ def _measure(path: str, upgrade: bool) -> dict[str, float]:
     }
 
 
-def run() -> dict[str, dict[str, float]]:
+def run() -> dict[str, dict[str, dict[str, float]]]:
+    """server -> ``plain-held`` and ``websocket-idle`` -> their cost per connection."""
     return {
-        "plain-held": _measure("/hold", upgrade=False),
-        "websocket-idle": _measure("/echo", upgrade=True),
+        server: {
+            "plain-held": _measure(server, "/hold", upgrade=False),
+            "websocket-idle": _measure(server, "/echo", upgrade=True),
+        }
+        for server in SERVERS
     }
 
 
-def table(rows: dict[str, dict[str, float]]) -> str:
-    labels = {
-        "plain-held": "Flask view held open, plain HTTP (the floor)",
-        "websocket-idle": "Flask-Duplex WebSocket, idle in `receive()`",
-    }
+def table(rows: dict[str, dict[str, dict[str, float]]]) -> str:
     lines = [
-        f"{CONNECTIONS:,} connections on Werkzeug, each in its own request thread:",
+        f"{CONNECTIONS:,} connections on a fresh server, each held by the Flask app "
+        "(lower is better). For gunicorn, its worker process is measured.",
         "",
-        "| | threads / connection | KiB RSS / connection |",
-        "|---|---:|---:|",
+        "| server | connection | threads / connection | KiB RSS / connection |",
+        "|---|---|---:|---:|",
     ]
-    for key, row in rows.items():
-        lines.append(
-            f"| {labels[key]} | {row['threads_per_connection']:.2f} "
-            f"| {row['rss_kib_per_connection']:.1f} |"
-        )
-    return "\n".join(lines)
+    for server, by_kind in rows.items():
+        for kind, row in by_kind.items():
+            lines.append(
+                f"| {server} | {LABELS[kind]} | {row['threads_per_connection']:.2f} "
+                f"| {row['rss_kib_per_connection']:.1f} |"
+            )
+    return "\n".join(lines) + "\n"
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    del argv
+    parser = argparse.ArgumentParser(prog="python -m bench.floor", description=__doc__)
+    parser.add_argument("--write-docs", action="store_true", help="put the table in docs/")
+    arguments = parser.parse_args(argv)
     raise_open_files_limit()
     rows = run()
-    print(table(rows))
+    text = table(rows)
+    print(text)
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "floor.json").write_text(json.dumps(rows, indent=2) + "\n")
+    if arguments.write_docs:
+        write_section(DOCS_PAGE, FLOOR_HEADING, text)
 
 
 if __name__ == "__main__":

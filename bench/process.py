@@ -14,6 +14,7 @@ __all__ = [
     "RunningServer",
     "can_pin",
     "free_port",
+    "open_files_limit",
     "pinned_to",
     "raise_open_files_limit",
     "started_server",
@@ -34,6 +35,7 @@ from bench import procfs
 
 SERVER_CORE = 0
 CLIENT_CORE = 1
+_UNLIMITED_FILES = 65536
 
 # A masked close frame with code 1000 (the mask key is zero, so the payload reads as is).
 _CLOSE_FRAME = b"\x88\x82\x00\x00\x00\x00\x03\xe8"
@@ -67,15 +69,37 @@ def pinned_to(core: int | None) -> Callable[[], None] | None:
     return pin
 
 
-def raise_open_files_limit(wanted: int = 8192) -> None:
-    """Raise the soft limit on open files towards ``wanted``, as far as the hard limit allows.
+def open_files_limit() -> int:
+    """The most files a process may open here: the hard limit, or 65,536 where there is none."""
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    return _UNLIMITED_FILES if hard == resource.RLIM_INFINITY else int(hard)
 
-    Children inherit it, so raising it in the runner covers the servers and the load generator.
+
+def raise_open_files_limit(wanted: int | None = None) -> int:
+    """Raise the soft limit on open files to ``wanted``, or to the hard limit; return the limit.
+
+    The 10,000 idle connections need as many descriptors in the load generator and in the
+    server. Children inherit the limit; :func:`started_server` also sets it in the server
+    explicitly, so a server does not depend on who started it.
     """
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    target = open_files_limit() if wanted is None else min(wanted, open_files_limit())
     if soft != resource.RLIM_INFINITY and soft < target:
         resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    return target if soft == resource.RLIM_INFINITY else int(soft)
+
+
+def _server_setup(core: int | None) -> Callable[[], None]:
+    """The server's ``preexec_fn``: the open-files limit raised, pinned to ``core`` if given."""
+    pin = pinned_to(core)
+
+    def setup() -> None:
+        raise_open_files_limit()
+        if pin is not None:
+            pin()
+
+    return setup
 
 
 class RunningServer:
@@ -93,6 +117,10 @@ class RunningServer:
     def serving_pids(self) -> list[int]:
         """The processes that hold the connections (gunicorn's worker, else the server)."""
         return procfs.serving_pids(self.process.pid)
+
+    def tree_pids(self) -> list[int]:
+        """The server and every process it started: what its CPU time is summed over."""
+        return procfs.tree_pids(self.process.pid)
 
     def log_tail(self, lines: int = 15) -> str:
         try:
@@ -130,7 +158,7 @@ def started_server(
             stderr=subprocess.STDOUT,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
             start_new_session=True,
-            preexec_fn=pinned_to(core),
+            preexec_fn=_server_setup(core),
         )
     server = RunningServer(port, process, log)
     try:

@@ -7,7 +7,7 @@ missing rather than guess.
 
 from __future__ import annotations
 
-__all__ = ["cpu_seconds", "rss_kib", "serving_pids", "thread_count"]
+__all__ = ["cpu_seconds", "rss_kib", "serving_pids", "thread_count", "tree_pids"]
 
 import os
 from collections.abc import Iterable
@@ -27,6 +27,18 @@ def serving_pids(root: int) -> list[int]:
     return children or [root]
 
 
+def tree_pids(root: int) -> list[int]:
+    """``root`` and every process it started, and they started, while they run.
+
+    What a server's CPU time is summed over: gunicorn's master as well as its workers.
+    """
+    parents = {pid: _parent_of(pid) for pid in _all_pids()}
+    tree = [root]
+    for pid in tree:  # grows as children are found: a breadth-first walk
+        tree += [child for child, parent in parents.items() if parent == pid]
+    return tree
+
+
 def thread_count(pids: Iterable[int]) -> int:
     """OS threads of the processes, from ``/proc/PID/task``."""
     return sum(len(os.listdir(PROC / str(pid) / "task")) for pid in pids)
@@ -44,7 +56,11 @@ def rss_kib(pids: Iterable[int]) -> int:
 
 
 def cpu_seconds(pids: Iterable[int]) -> float:
-    """User plus system CPU time the processes used so far, all their threads included."""
+    """User plus system CPU time the processes used so far, all their threads included.
+
+    Threads that have ended count too: Linux adds their time to their process's, so a server
+    that starts a thread per connection is charged for the connections that have closed.
+    """
     ticks = 0
     for pid in pids:
         fields = _stat_fields(pid)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-__all__ = ["Document", "machine", "new_document", "save"]
+__all__ = ["Document", "load_average", "machine", "new_document", "save"]
 
+import dataclasses
 import datetime
 import json
 import os
@@ -48,6 +49,18 @@ def machine() -> dict[str, Any]:
     }
 
 
+def load_average() -> float | None:
+    """The machine's load average over the last minute, or None where it is unknown.
+
+    Saved at the start and the end of a run: figures taken while other programs kept the cores
+    busy are noisier (the CPU time per operation less so than the rates).
+    """
+    try:
+        return round(os.getloadavg()[0], 2)
+    except (AttributeError, OSError):
+        return None
+
+
 def new_document(
     contenders: list[Contender], scenarios: list[Scenario], timing: Timing, pinned: bool
 ) -> Document:
@@ -57,6 +70,7 @@ def new_document(
         "machine": machine(),
         "versions": {name: _version(name) for name in PACKAGES},
         "flask_duplex_commit": _source_commit(),
+        "load_average_start": load_average(),
         "settings": {
             "duration_s": timing.duration,
             "warmup_s": timing.warmup,
@@ -66,11 +80,7 @@ def new_document(
             {"key": c.key, "label": c.label, "library": c.library, "server": c.server}
             for c in contenders
         ],
-        "scenarios": [
-            {"key": s.key, "kind": s.kind, "label": s.label, "connections": s.connections}
-            | ({"size": s.size} if s.kind == "echo" else {})
-            for s in scenarios
-        ],
+        "scenarios": [dataclasses.asdict(s) for s in scenarios],
         "results": {c.key: {} for c in contenders},
     }
 

@@ -6,7 +6,7 @@ A contender that fails to start, or a scenario that errors or runs out of time, 
 
 from __future__ import annotations
 
-__all__ = ["ROOT", "Runner", "run_contender", "smoke"]
+__all__ = ["ROOT", "Runner", "run_contender", "smoke", "smoke_scenarios"]
 
 import json
 import subprocess
@@ -26,7 +26,7 @@ from bench.process import (
     pinned_to,
     started_server,
 )
-from bench.scenarios import IDLE, Scenario, Timing
+from bench.scenarios import SCENARIOS, Scenario, Timing
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -57,9 +57,23 @@ class Runner:
             yield server
 
     def load(self, server: RunningServer, arguments: Sequence[str], time_limit: float) -> Figures:
-        """Run the load generator against ``server``; its figures, or ``{"error": ...}``."""
+        """Run the load generator against ``server``; its figures, or ``{"error": ...}``.
+
+        It reads threads and memory of the processes that serve the connections, and CPU time
+        of the server's whole process tree.
+        """
         pids = ",".join(str(pid) for pid in server.serving_pids())
-        command = [sys.executable, "-m", "bench.load", server.url, pids, *arguments]
+        cpu_pids = ",".join(str(pid) for pid in server.tree_pids())
+        command = [
+            sys.executable,
+            "-m",
+            "bench.load",
+            server.url,
+            pids,
+            "--cpu-pids",
+            cpu_pids,
+            *arguments,
+        ]
         try:
             done = subprocess.run(
                 command,
@@ -88,14 +102,16 @@ def run_contender(
     timing: Timing,
     on_result: OnResult | None = None,
 ) -> dict[str, Figures]:
-    """Every scenario of ``scenarios`` against ``contender``: scenario key -> figures.
+    """Every scenario of ``scenarios`` that ``contender`` can run: scenario key -> figures.
 
-    The idle scenario gets a server of its own, started fresh, so that threads and memory left
-    behind by the other scenarios do not count as the connections' cost. ``on_result(scenario,
-    figures)``, if given, is called after each scenario.
+    The scenarios share one server, except those that need a fresh one (the idle scenarios), so
+    that threads and memory left behind by the other scenarios do not count as the connections'
+    cost. ``on_result(scenario, figures)``, if given, is called after each scenario.
     """
     results: dict[str, Figures] = {}
-    batches = [[s for s in scenarios if s is not IDLE], [s for s in scenarios if s is IDLE]]
+    runnable = [s for s in scenarios if s.runs_on(contender)]
+    shared = [s for s in runnable if not s.fresh_server]
+    batches = [shared, *([s] for s in runnable if s.fresh_server)]
     for batch in filter(None, batches):
         try:
             with runner.server(contender) as server:
@@ -120,28 +136,48 @@ def run_contender(
     return results
 
 
-def smoke(runner: Runner, contenders: Sequence[Contender]) -> bool:
-    """Start each contender, echo 32 B and 64 KiB once over one connection, stop it.
+def smoke_scenarios(contender: Contender) -> list[Scenario]:
+    """The scenarios whose code paths the smoke check runs on ``contender``.
 
-    Prints one line per contender, ``OK <key> ...`` or ``FAIL <key>: <reason>``; returns
-    whether all passed.
+    One per kind of load, since at their smallest (:meth:`Scenario.load_arguments` with
+    ``smoke``) the others of the kind run the same code: both echo sizes, compressed and
+    uncompressed fragments, the cycle, the plain GET, the sequential opens, and idle connections.
     """
-    all_passed = True
+    chosen: dict[tuple[str, int, bool], Scenario] = {}
+    for scenario in SCENARIOS:
+        if scenario.runs_on(contender):
+            chosen.setdefault((scenario.kind, scenario.size, scenario.compressed), scenario)
+    return list(chosen.values())
+
+
+def smoke(runner: Runner, contenders: Sequence[Contender]) -> dict[str, dict[str, Figures]]:
+    """Start each contender, run each of its :func:`smoke_scenarios` at its smallest, stop it.
+
+    Prints one line per contender, ``OK <key> ...`` or ``FAIL <key>: <reason>``; returns the
+    figures of those that passed, by contender (a failed contender is left out).
+    """
+    passed: dict[str, dict[str, Figures]] = {}
     for contender in contenders:
         started = time.perf_counter()
+        keys = [s.key for s in smoke_scenarios(contender)]
         try:
             with runner.server(contender) as server:
-                figures = runner.load(server, ["smoke"], time_limit=60.0)
+                figures = runner.load(server, ["smoke", *keys], time_limit=120.0)
         except RuntimeError as exc:
             figures = {"error": f"server did not start: {str(exc).splitlines()[0]}"}
-        if "error" in figures:
-            all_passed = False
-            print(f"FAIL {contender.key}: {figures['error']}", flush=True)
-        else:
-            elapsed = time.perf_counter() - started
-            print(
-                f"OK   {contender.key:<22} {contender.label:<32} started, echoed, stopped "
-                f"in {elapsed:.1f} s",
-                flush=True,
-            )
-    return all_passed
+        failures = (
+            [figures["error"]]
+            if figures.get("error")
+            else [f"{key}: {figures[key]['error']}" for key in keys if figures[key].get("error")]
+        )
+        if failures:
+            print(f"FAIL {contender.key}: {'; '.join(failures)}", flush=True)
+            continue
+        passed[contender.key] = figures
+        elapsed = time.perf_counter() - started
+        print(
+            f"OK   {contender.key:<22} {contender.label:<32} started, ran {len(keys)} scenarios "
+            f"at their smallest, stopped in {elapsed:.1f} s",
+            flush=True,
+        )
+    return passed

@@ -2,15 +2,26 @@
 
 from __future__ import annotations
 
-__all__ = ["Failure", "close_politely", "open_connection", "percentile_ms"]
+__all__ = [
+    "Failure",
+    "Meter",
+    "close_politely",
+    "open_connection",
+    "own_cpu_seconds",
+    "per_operation_us",
+    "percentile_ms",
+]
 
 import asyncio
 import math
-from collections.abc import Callable, Sequence
+import os
+import time
+from collections.abc import Callable, Mapping, Sequence
 from typing import TypeVar, cast
 
 from picows import WSCloseCode, WSError, WSListener, WSTransport, ws_connect
 
+from bench import procfs
 from bench.servers import MAX_MESSAGE_SIZE
 
 ListenerT = TypeVar("ListenerT", bound=WSListener)
@@ -20,10 +31,68 @@ class Failure(Exception):
     """The scenario cannot give a figure; the message says why, in one line."""
 
 
+class Meter:
+    """Wall time, and the CPU time of the server and of this process, over a timed window.
+
+    The server's CPU time is summed over its whole process tree (gunicorn's master and workers),
+    read from ``/proc`` at :meth:`start` and :meth:`stop`.
+    """
+
+    def __init__(self, server_pids: Sequence[int]) -> None:
+        self._server_pids = server_pids
+        self.started = self.stopped = 0.0
+        self._server_cpu = self._client_cpu = 0.0
+
+    def start(self) -> None:
+        self._server_cpu = procfs.cpu_seconds(self._server_pids)
+        self._client_cpu = own_cpu_seconds()
+        self.started = time.perf_counter()
+
+    def stop(self) -> None:
+        self.stopped = time.perf_counter()
+        self._server_cpu = procfs.cpu_seconds(self._server_pids) - self._server_cpu
+        self._client_cpu = own_cpu_seconds() - self._client_cpu
+
+    def covers(self, moment: float) -> bool:
+        """Whether ``moment`` (a ``time.perf_counter()`` value) falls in the window."""
+        return self.started <= moment <= self.stopped
+
+    @property
+    def seconds(self) -> float:
+        return self.stopped - self.started
+
+    def figures(self, operations: int) -> dict[str, float | None]:
+        """CPU use in cores (1.0: one core busy all along), and the server's µs per operation."""
+        return {
+            "seconds": self.seconds,
+            "server_cpu_cores": self._server_cpu / self.seconds,
+            "client_cpu_cores": self._client_cpu / self.seconds,
+            "server_cpu_seconds": self._server_cpu,
+            "server_cpu_us": per_operation_us(self._server_cpu, operations),
+        }
+
+
+def per_operation_us(cpu_seconds: float, operations: int) -> float | None:
+    """CPU microseconds per operation; None when nothing completed."""
+    return cpu_seconds / operations * 1e6 if operations else None
+
+
+def own_cpu_seconds() -> float:
+    """User plus system CPU time of this process so far."""
+    times = os.times()
+    return times.user + times.system
+
+
 async def open_connection(
-    listener_factory: Callable[[], ListenerT], url: str, timeout: float = 10.0
+    listener_factory: Callable[[], ListenerT],
+    url: str,
+    timeout: float = 10.0,
+    headers: Mapping[str, str] | None = None,
 ) -> tuple[WSTransport, ListenerT]:
-    """Open a WebSocket without compression; raise :class:`Failure` if it takes over ``timeout``."""
+    """Open a WebSocket; raise :class:`Failure` if it fails or takes over ``timeout``.
+
+    No extension is offered unless ``headers`` offers one.
+    """
     try:
         transport, listener = await asyncio.wait_for(
             ws_connect(
@@ -31,6 +100,7 @@ async def open_connection(
                 url,
                 websocket_handshake_timeout=timeout,
                 max_frame_size=MAX_MESSAGE_SIZE,
+                extra_headers=headers,
             ),
             timeout + 1.0,
         )

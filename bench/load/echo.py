@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["echo_once", "run_echo"]
+__all__ = ["EchoLoop", "Window", "run_echo"]
 
 import asyncio
 import os
@@ -11,8 +11,7 @@ from typing import Any
 
 from picows import WSFrame, WSListener, WSMsgType, WSTransport
 
-from bench import procfs
-from bench.load.common import Failure, close_politely, open_connection, percentile_ms
+from bench.load.common import Failure, Meter, close_politely, open_connection, percentile_ms
 
 _DATA_FRAMES = frozenset((WSMsgType.BINARY, WSMsgType.TEXT, WSMsgType.CONTINUATION))
 
@@ -101,7 +100,7 @@ class EchoLoop(WSListener):
 
 async def run_echo(
     url: str,
-    server_pids: list[int],
+    cpu_pids: list[int],
     *,
     connections: int,
     size: int,
@@ -112,7 +111,7 @@ async def run_echo(
 
     Returns messages and payload megabytes (10**6 bytes) echoed per second over the timed
     window, round-trip percentiles, and the CPU the server and this process used in the window,
-    in cores (1.0 is one core busy all the time).
+    in cores (1.0 is one core busy all the time) and, for the server, in µs per message.
 
     Raises:
         Failure: A connection could not open, dropped, or echoed something else.
@@ -122,15 +121,16 @@ async def run_echo(
         *(open_connection(lambda: EchoLoop(payload), url) for _ in range(connections))
     )
     loops = [listener for _, listener in opened]
+    meter = Meter(cpu_pids)
     try:
         begin = time.perf_counter()
         window = Window(begin + warmup, begin + warmup + duration)
         for loop in loops:
             loop.start(window)
         await asyncio.sleep(warmup)
-        server_cpu_start, client_cpu_start = procfs.cpu_seconds(server_pids), _own_cpu_seconds()
+        meter.start()
         await asyncio.sleep(max(0.0, window.end - time.perf_counter()))
-        server_cpu, client_cpu = procfs.cpu_seconds(server_pids), _own_cpu_seconds()
+        meter.stop()
         try:
             await asyncio.wait_for(asyncio.gather(*(loop.finished for loop in loops)), 30.0)
         except (TimeoutError, asyncio.TimeoutError) as exc:
@@ -140,38 +140,10 @@ async def run_echo(
     round_trips = sorted(window.round_trips)
     return {
         "messages": len(round_trips),
-        "seconds": duration,
         "messages_per_s": len(round_trips) / duration,
         "mb_per_s": len(round_trips) * size / duration / 1e6,
         "p50_ms": percentile_ms(round_trips, 0.50),
         "p99_ms": percentile_ms(round_trips, 0.99),
-        "server_cpu_cores": (server_cpu - server_cpu_start) / duration,
-        "client_cpu_cores": (client_cpu - client_cpu_start) / duration,
+        **meter.figures(len(round_trips)),
+        "seconds": duration,
     }
-
-
-async def echo_once(url: str, sizes: tuple[int, ...]) -> dict[str, Any]:
-    """Open one connection and echo one message of each size; the smoke test of a contender.
-
-    Raises:
-        Failure: The connection did not open, or an echo did not come back whole within 10 s.
-    """
-    started = time.perf_counter()
-    transport, loop = await open_connection(lambda: EchoLoop(b""), url)
-    try:
-        for size in sizes:
-            loop.prepare(os.urandom(size))
-            # A window that has already ended: one echo, then the loop stops.
-            loop.start(Window(0.0, 0.0))
-            try:
-                await asyncio.wait_for(loop.finished, 10.0)
-            except (TimeoutError, asyncio.TimeoutError) as exc:
-                raise Failure(f"no echo of {size} bytes within 10 s") from exc
-    finally:
-        await close_politely(transport)
-    return {"sizes": list(sizes), "seconds": time.perf_counter() - started}
-
-
-def _own_cpu_seconds() -> float:
-    times = os.times()
-    return times.user + times.system

@@ -1,19 +1,40 @@
 """The contenders' echo servers, one small module per library.
 
 Each serves ``/echo`` on ``127.0.0.1``: every message that comes in goes straight back. They all
-accept messages up to :data:`MAX_MESSAGE_SIZE` and none negotiates compression (the load
-generator never offers it), so the figures compare the libraries, not their settings. Everything
-else is left at the library's defaults, as a user would run it.
+accept messages up to :data:`MAX_MESSAGE_SIZE`, and ``/echo`` negotiates no compression, so the
+figures compare the libraries, not their settings. Everything else is left at the library's
+defaults, as a user would run it.
+
+Two more routes serve the scenarios of connection cost (see :mod:`bench.scenarios`):
+
+- ``/echo-deflate`` is the same echo with permessage-deflate accepted when the client offers it,
+  with each library's default settings. Only the fragmented scenario offers it. The servers whose
+  compression is not per route (websockets') accept it on every path, which changes nothing
+  elsewhere: the other scenarios never offer it. picows has no permessage-deflate.
+- ``GET /plain`` (the Flask apps only) answers :data:`PLAIN_BODY`: the cheapest request the same
+  Flask app on the same server can serve, the ceiling of a connection cycle.
 """
 
 from __future__ import annotations
 
-__all__ = ["MAX_MESSAGE_SIZE", "port_from_argv"]
+__all__ = [
+    "DEFLATE_ECHO_PATH",
+    "ECHO_PATH",
+    "MAX_MESSAGE_SIZE",
+    "PLAIN_BODY",
+    "PLAIN_PATH",
+    "port_from_argv",
+]
 
 import sys
 
 # The largest scenario sends 64 KiB; 1 MiB is Flask-Duplex's and websockets' own default.
 MAX_MESSAGE_SIZE = 2**20
+
+ECHO_PATH = "/echo"
+DEFLATE_ECHO_PATH = "/echo-deflate"
+PLAIN_PATH = "/plain"
+PLAIN_BODY = "ok\n"
 
 
 def port_from_argv() -> int:

@@ -15,8 +15,9 @@ async def echo(ws: ServerConnection) -> None:
 
 
 async def main(port: int) -> None:
+    # Compression is server-wide here, used only by a client that offers it: see bench.servers.
     async with serve(
-        echo, "127.0.0.1", port, compression=None, max_size=MAX_MESSAGE_SIZE
+        echo, "127.0.0.1", port, compression="deflate", max_size=MAX_MESSAGE_SIZE
     ) as server:
         await server.serve_forever()
 

@@ -16,7 +16,8 @@ def echo(ws: ServerConnection) -> None:
 
 
 def main(port: int) -> None:
-    with serve(echo, "127.0.0.1", port, compression=None, max_size=MAX_MESSAGE_SIZE) as server:
+    # Compression is server-wide here, used only by a client that offers it: see bench.servers.
+    with serve(echo, "127.0.0.1", port, compression="deflate", max_size=MAX_MESSAGE_SIZE) as server:
         server.serve_forever()
 
 

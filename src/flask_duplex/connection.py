@@ -19,8 +19,6 @@ import os
 from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
-from websockets.frames import Close
-
 from .errors import ConnectionClosed, InvalidJSON
 from .lifecycle import Lifecycle, State
 from .outbox import Outgoing
@@ -367,9 +365,10 @@ def check_close(code: int, reason: str) -> None:
         raise ValueError(
             f"close code {code} may not be sent; use 1000-1003, 1007-1014 or 3000-4999"
         )
+    if not isinstance(reason, str):
+        raise ValueError(f"close reason must be a str, not {reason!r}")
     if len(reason.encode()) > 123:
         raise ValueError("close reason is longer than 123 bytes in UTF-8")
-    Close(code, reason).serialize()
 
 
 _SENDABLE_CODES = frozenset({1000, 1001, 1002, 1003, *range(1007, 1015)})

@@ -59,7 +59,7 @@ from .outbox import Outbox, Outgoing, shutdown
 from .pong import Pong
 from .reactor import EVENT_READ, EVENT_WRITE, Reactor, Timer
 from .reading import RECV_SIZE, Reader, Reading, recv
-from .tls import guard, is_tls
+from .tls import guard
 from .wire import ServerProtocol
 
 __all__ = ["Engine"]
@@ -95,6 +95,7 @@ class Engine:
         "_resumed_at",
         "_sock",
         "_sock_timeout",
+        "_tls",
         "_waiters",
         "name",
     )
@@ -120,8 +121,9 @@ class Engine:
         """
         self.name = name
         self._protocol = protocol
-        sock = guard(sock)  # A TLS socket: one TLS call at a time (see tls.py).
-        self._sock = sock
+        guarded = guard(sock)  # A TLS socket: one TLS call at a time (see tls.py).
+        self._tls = guarded is not sock
+        sock = self._sock = guarded
         self._options = options
         self._lifecycle = lifecycle
         self._reactor = reactor
@@ -157,8 +159,10 @@ class Engine:
         self._flush(block=False)
         with self._lock:
             self._reading.start()
-        if options.ping_interval is not None and lifecycle.state is _OPEN:
-            self._keepalive = Keepalive(self, options.ping_interval, options.ping_timeout, reactor)
+        if not reactor.direct_reads:
+            self._start_keepalive()
+        # Else at the reactor's first tick (_rearm): a connection that ends
+        # within it, as many do, never schedules a ping.
 
     # -- what the WebSocket calls ---------------------------------------------
 
@@ -352,7 +356,7 @@ class Engine:
         # the way every server takes for a client that left: a broken pipe.
         # A TLS socket's own shutdown() also drops its TLS layer, so the write
         # fails as a plain one instead of as a TLS error, which servers log.
-        if is_tls(self._sock) or not self._outbox.write_shut:
+        if self._tls or not self._outbox.write_shut:
             try:
                 self._sock.shutdown(socket.SHUT_WR)
             except OSError:
@@ -652,10 +656,19 @@ class Engine:
             self._input_ready.notify_all()
 
     def _rearm(self) -> None:
-        # Reactor thread, a tick after a receive() returned.
+        # Reactor thread, a tick after the connection opened or a receive() returned.
         with self._lock:
             self._reading.tick()
             self._update_watch()
+        if self._keepalive is None:
+            self._start_keepalive()
+
+    def _start_keepalive(self) -> None:
+        options = self._options
+        if options.ping_interval is not None and self._lifecycle.state is _OPEN:
+            self._keepalive = Keepalive(
+                self, options.ping_interval, options.ping_timeout, self._reactor
+            )
 
     def _update_watch(self) -> None:
         # Lock held: have the reactor read the socket exactly when it is the

@@ -223,6 +223,8 @@ class Outbox:
         reactor, as with ``flush(block=False)``, and this waits for the
         reactor to finish.
         """
+        if not self._chunks and self._pong is None and not self._write_lock.locked():
+            return True  # Nothing queued and nobody writing: the usual case.
         deadline = time.monotonic() + timeout
         while self._write_lock.acquire(timeout=max(0.0, deadline - time.monotonic())):
             self._write_out(block=False)

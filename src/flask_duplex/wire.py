@@ -24,6 +24,7 @@ the protocol starts OPEN, and parsing starts at frames.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Generator
 from typing import Protocol as Interface
 
@@ -38,6 +39,10 @@ __all__ = ["FrameSink", "ServerProtocol"]
 _TEXT, _BINARY, _CONT = Opcode.TEXT, Opcode.BINARY, Opcode.CONT
 _PING, _PONG, _CLOSE = Opcode.PING, Opcode.PONG, Opcode.CLOSE
 _OPEN = State.OPEN
+
+
+# websockets' own logger for servers, looked up once (getLogger takes a lock).
+_LOGGER = logging.getLogger("websockets.server")
 
 
 class FrameSink(Interface):
@@ -88,7 +93,7 @@ class ServerProtocol(Protocol):
         subprotocol: str | None,
         max_size: int | None,
     ) -> None:
-        super().__init__(Side.SERVER, state=State.OPEN, max_size=max_size)
+        super().__init__(Side.SERVER, state=State.OPEN, max_size=max_size, logger=_LOGGER)
         self.extensions = extensions
         self.subprotocol = None if subprotocol is None else Subprotocol(subprotocol)
         #: Receives the frames; set by the engine when the connection opens.

@@ -29,9 +29,21 @@ _TEXT = Opcode.TEXT
 
 
 class Inbox:
-    """Assembles data frames into messages and queues them, bounded (see the module)."""
+    """Assembles data frames into messages and queues them, bounded (see the module).
 
-    __slots__ = ("_decoder", "_fragments", "_max_bytes", "_max_messages", "_messages", "size")
+    ``count`` and ``full`` are plain attributes, read on every message.
+    """
+
+    __slots__ = (
+        "_decoder",
+        "_fragments",
+        "_max_bytes",
+        "_max_messages",
+        "_messages",
+        "count",
+        "full",
+        "size",
+    )
 
     def __init__(self, max_messages: int, max_bytes: int) -> None:
         # Made at the first queued message: an empty deque costs 600 bytes, and
@@ -39,28 +51,15 @@ class Inbox:
         self._messages: collections.deque[Message] | None = None
         self._max_messages = max_messages
         self._max_bytes = max_bytes
+        #: Messages queued.
+        self.count = 0
         #: Bytes (binary) and characters (text) queued.
         self.size = 0
+        #: Whether the inbox reached one of its bounds.
+        self.full = False
         self._fragments: list[Message] = []
         # The decoder of the text message being assembled, if it is fragmented.
         self._decoder: codecs.IncrementalDecoder | None = None
-
-    def __len__(self) -> int:
-        return len(self._messages) if self._messages is not None else 0
-
-    @property
-    def full(self) -> bool:
-        """Whether the inbox reached one of its bounds."""
-        messages = self._messages
-        if messages is None:
-            return False
-        return len(messages) >= self._max_messages or self.size >= self._max_bytes
-
-    def _queue(self, message: Message) -> None:
-        if self._messages is None:
-            self._messages = collections.deque()
-        self._messages.append(message)
-        self.size += len(message)
 
     def add(self, frame: Frame) -> None:
         """Add a data frame; queue the message it completes.
@@ -76,35 +75,45 @@ class Inbox:
         data = frame.data
         try:
             if frame.fin and not self._fragments:
-                self._queue(str(data, "utf-8") if frame.opcode is _TEXT else bytes(data))
-                return
-            # Fragmented: decode text as it comes, to fail fast on bad UTF-8.
-            if frame.opcode is _TEXT:
-                self._decoder = codecs.getincrementaldecoder("utf-8")()
-            if self._decoder is not None:
-                self._fragments.append(self._decoder.decode(data, frame.fin))
+                message: Message = str(data, "utf-8") if frame.opcode is _TEXT else bytes(data)
             else:
-                self._fragments.append(bytes(data))
+                # Fragmented: decode text as it comes, to fail fast on bad UTF-8.
+                if frame.opcode is _TEXT:
+                    self._decoder = codecs.getincrementaldecoder("utf-8")()
+                if self._decoder is not None:
+                    self._fragments.append(self._decoder.decode(data, frame.fin))
+                else:
+                    self._fragments.append(bytes(data))
+                if not frame.fin:
+                    return
+                joiner: Message = "" if self._decoder is not None else b""
+                message = joiner.join(self._fragments)  # type: ignore[arg-type]
+                self._fragments = []
+                self._decoder = None
         except UnicodeDecodeError:
             self.clear()
             raise
-        if frame.fin:
-            joiner: Message = "" if self._decoder is not None else b""
-            message: Message = joiner.join(self._fragments)  # type: ignore[arg-type]
-            self._fragments = []
-            self._decoder = None
-            self._queue(message)
+        messages = self._messages
+        if messages is None:
+            messages = self._messages = collections.deque()
+        messages.append(message)
+        self.count = count = self.count + 1
+        self.size = size = self.size + len(message)
+        self.full = count >= self._max_messages or size >= self._max_bytes
 
     def pop(self) -> Message:
         """The oldest message; the inbox must not be empty."""
         assert self._messages is not None
         message = self._messages.popleft()
-        self.size -= len(message)
+        self.count = count = self.count - 1
+        self.size = size = self.size - len(message)
+        self.full = count >= self._max_messages or size >= self._max_bytes
         return message
 
     def clear(self) -> None:
         """Drop every message, and the one being assembled."""
         self._messages = None
-        self.size = 0
+        self.count = self.size = 0
+        self.full = False
         self._fragments = []
         self._decoder = None

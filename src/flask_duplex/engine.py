@@ -176,13 +176,15 @@ class Engine:
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._lock:
             while True:
-                if self._inbox:
+                if self._inbox.count:
                     return self._pop()
                 if not self._lifecycle.reading:
                     raise self._closed_error()
-                if self._may_read_here():
-                    self._reading.claim()
-                    self._update_watch()
+                reading = self._reading
+                if reading.reader is not _HANDLER and self._reactor.direct_reads:
+                    reading.reader = _HANDLER  # This thread reads the socket now.
+                    if self._events & EVENT_READ:  # The reactor was reading it.
+                        self._update_watch()
                     break
                 # The reactor reads (eventlet), or another thread does: wait for
                 # its messages, or for the socket to be free to read here.
@@ -195,7 +197,8 @@ class Engine:
         finally:
             with self._lock:
                 self._reading.release()
-                self._notify_input()  # Another thread may wait to read.
+                if self._waiters:  # Another thread may wait to read.
+                    self._notify_input()
 
     def send(self, data: bytes | bytearray | memoryview, text: bool) -> None:
         """Send one message; return once it is written or queued behind another writer.
@@ -311,7 +314,7 @@ class Engine:
                 self._reading.take_back()
             # Data frames are dropped from now on, so reading goes on even if
             # the inbox is full: the peer's close frame may be behind them.
-            if self._protocol.parse_paused:
+            if self._protocol.parse_held:
                 self._protocol.resume_parsing()
                 self._after_input()
             self._update_watch()
@@ -394,7 +397,7 @@ class Engine:
 
     def input_paused_within(self, seconds: float) -> bool:
         """Whether reading waits for room in the inbox, or did within ``seconds``."""
-        if self._protocol.parse_paused or (self._lifecycle.state is _OPEN and self._inbox.full):
+        if self._protocol.parse_held:
             return True
         return time.monotonic() - self._resumed_at < seconds
 
@@ -409,7 +412,10 @@ class Engine:
         if self._lifecycle.state is _OPEN:
             # Invalid UTF-8 raises UnicodeDecodeError, which websockets' parser
             # turns into a 1007 failure.
-            self._inbox.add(frame)
+            inbox = self._inbox
+            inbox.add(frame)
+            if inbox.full:
+                self._protocol.hold_parsing()
         # Else a close frame went out: the peer's data is dropped, not queued.
 
     def on_ping(self, data: bytes) -> None:
@@ -425,9 +431,6 @@ class Engine:
             pings.pop(key).set()
             if key == data:
                 break
-
-    def parse_paused(self) -> bool:
-        return self._inbox.full
 
     # -- reading ----------------------------------------------------------------
 
@@ -474,7 +477,7 @@ class Engine:
 
     def _take_message(self) -> Message | ConnectionClosed | None:
         # Lock held: the next message, the end, or None to read on.
-        if self._inbox:
+        if self._inbox.count:
             return self._pop()
         return None if self._lifecycle.reading else self._closed_error()
 
@@ -535,7 +538,8 @@ class Engine:
                     lifecycle.sent = (int(sent.code), sent.reason)
                     lifecycle.failed = True
                 self._input_ended()
-        self._notify_input()
+        if self._waiters:
+            self._notify_input()
 
     def _pop(self) -> Message:
         # Lock held, inbox not empty.
@@ -544,7 +548,7 @@ class Engine:
         message = inbox.pop()
         if was_full and not inbox.full:
             self._resumed_at = time.monotonic()
-            if self._protocol.parse_paused:
+            if self._protocol.parse_held:
                 self._protocol.resume_parsing()
                 self._after_input()
             self._update_watch()
@@ -557,7 +561,7 @@ class Engine:
     def _may_go_on(self) -> bool:
         # A waiting receive() or close() has something to do: a message, the
         # end of input, or the socket free to read.
-        return bool(self._inbox) or not self._lifecycle.reading or self._may_read_here()
+        return bool(self._inbox.count) or not self._lifecycle.reading or self._may_read_here()
 
     # -- writing ------------------------------------------------------------
 

@@ -7,9 +7,12 @@ keep a connection's memory bounded whatever the peer sends:
 * **Frames are handed over as they are parsed**, to a :class:`FrameSink` (the
   engine), instead of collecting in a list of events: a message lands in the
   connection's inbox the moment its last frame is parsed.
-* **Parsing pauses when the inbox is full.** Before each frame the parser asks
-  the sink; while it says ``parse_paused()``, the frame stays unparsed in the
-  protocol's buffer, which holds at most what one read brought. This matters
+* **Parsing pauses when the inbox is full.** The sink calls
+  :meth:`ServerProtocol.hold_parsing` when a message fills it: the next frame
+  then stays unparsed in the protocol's buffer, which holds at most what one
+  read brought, until :meth:`ServerProtocol.resume_parsing`. (The hold swaps
+  the buffer's ``at_eof``, which the parser calls before each frame, for one
+  that waits: while nothing is held, parsing costs nothing more.) This matters
   with compression: one 64 KiB read can hold a hundred small frames that each
   inflate to a megabyte. :meth:`ServerProtocol.resume_parsing` goes on once
   the inbox has room.
@@ -57,26 +60,30 @@ class FrameSink(Interface):
     def on_pong(self, data: bytes) -> None:
         """A pong."""
 
-    def parse_paused(self) -> bool:
-        """Whether the next frame must wait (the inbox is full)."""
-
 
 class _PausableReader(StreamReader):
-    """The protocol's input buffer; it holds the next frame back while the sink is full."""
+    """The protocol's input buffer; it can hold the next frame back (see the module)."""
 
-    def __init__(self, protocol: ServerProtocol) -> None:
+    def __init__(self) -> None:
         super().__init__()
-        self._protocol = protocol
-        self.paused = False
+        self.holding = False  # the next frame waits for resume
+        self.paused = False  # the parser waits here, at a frame's start
 
-    def at_eof(self) -> Generator[None, None, bool]:
-        # The parser calls this before each frame, and only there.
-        sink = self._protocol.sink
-        while sink is not None and self._protocol.state is _OPEN and sink.parse_paused():
+    def hold(self) -> None:
+        self.holding = True
+        self.at_eof = self._held_at_eof  # type: ignore[method-assign]
+
+    def release(self) -> None:
+        self.holding = False
+        self.__dict__.pop("at_eof", None)
+
+    def _held_at_eof(self) -> Generator[None, None, bool]:
+        # The parser calls at_eof() before each frame, and only there.
+        while self.holding:
             self.paused = True
             yield
         self.paused = False
-        return (yield from super().at_eof())
+        return (yield from StreamReader.at_eof(self))
 
 
 class ServerProtocol(Protocol):
@@ -98,7 +105,7 @@ class ServerProtocol(Protocol):
         self.subprotocol = None if subprotocol is None else Subprotocol(subprotocol)
         #: Receives the frames; set by the engine when the connection opens.
         self.sink: FrameSink | None = None
-        self._input = _PausableReader(self)
+        self._input = _PausableReader()
         self.reader = self._input
         # websockets started its parser on the reader it made; start ours on this one.
         self.parser = self.parse()
@@ -106,13 +113,25 @@ class ServerProtocol(Protocol):
 
     @property
     def parse_paused(self) -> bool:
-        """Whether parsing waits for room in the inbox (see :meth:`resume_parsing`)."""
+        """Whether parsing waits, held, at the start of a frame."""
         return self._input.paused
 
+    @property
+    def parse_held(self) -> bool:
+        """Whether parsing is held (see :meth:`hold_parsing`)."""
+        return self._input.holding
+
+    def hold_parsing(self) -> None:
+        """Parse no further frame until :meth:`resume_parsing` (the sink is full)."""
+        self._input.hold()
+
     def resume_parsing(self) -> None:
-        """Parse what waits in the buffer, now that the sink has room."""
-        if self._input.paused:
-            next(self.parser)
+        """Parse on, and at once what waits in the buffer, now that the sink has room."""
+        reader = self._input
+        if reader.holding:
+            reader.release()
+            if reader.paused:
+                next(self.parser)
 
     def buffered(self) -> int:
         """Bytes received and not parsed yet."""

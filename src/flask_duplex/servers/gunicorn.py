@@ -49,7 +49,6 @@ class GunicornAdapter(ServerAdapter):
             )
         return Handover(environ["gunicorn.socket"], _unread_bytes(environ.get("wsgi.input")))
 
-
     def response_after_close(self, environ: Mapping[str, Any]) -> Any:
         return _AlreadySent(status=101)
 

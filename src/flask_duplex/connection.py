@@ -103,7 +103,7 @@ class WebSocket:
         self._lifecycle = lifecycle
         self._engine: Engine | None = None
         self._hub = hub
-        self._rooms: set[str] = set()
+        self._rooms: frozenset[str] = frozenset()  # replaced on join/leave: nothing per idle socket
         self._json_dumps = json_dumps
         self._json_loads = json_loads
 
@@ -137,7 +137,7 @@ class WebSocket:
         Once the connection has ended they stay as they were, so that
         ``on_disconnect`` hooks know where it was; it is out of every room by then.
         """
-        return frozenset(self._rooms)
+        return self._rooms
 
     def __repr__(self) -> str:
         return f"<WebSocket {self.id} {self.state.value} from {self.remote_addr}>"
@@ -336,12 +336,12 @@ class WebSocket:
         if self._engine is None:
             self._open()
         if self._hub.join(self, room, encoded):
-            self._rooms.add(room)
+            self._rooms = self._rooms | {room}
 
     def leave(self, room: str) -> None:
         """Take this connection out of ``room``; nothing broadcast there reaches it after."""
         if self._hub.leave(self, room):
-            self._rooms.discard(room)
+            self._rooms = self._rooms - {room}
 
 
 def iterate(receive: Callable[[], Message | None]) -> Iterator[Message]:

@@ -39,6 +39,7 @@ connection's life, in particular how it ends:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import socket
 import threading
@@ -145,9 +146,10 @@ class Engine:
         self._sock_timeout = sock_timeout
         if sock.gettimeout() != 0.0:
             sock.setblocking(False)
-        if sock.family in (socket.AF_INET, socket.AF_INET6):
-            # Messages are written whole; waiting to coalesce them (Nagle) only
-            # adds up to a delayed-ACK timeout (40 ms) to each small one.
+        # Messages are written whole; waiting to coalesce them (Nagle) only adds
+        # up to a delayed-ACK timeout (40 ms) to each small one. (Asking beats
+        # reading sock.family, an enum conversion: frames on every thread's stack.)
+        with contextlib.suppress(OSError):  # Not TCP, e.g. a Unix socket.
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         protocol.sink = self
         with self._lock:

@@ -44,20 +44,26 @@ SERVERS: dict[str, Contender] = {
 }
 LABELS = {
     "plain-held": "Flask view held open, plain HTTP (the floor)",
+    "lookalike-held": "the same, with four headers the size of a handshake's",
     "websocket-idle": "Flask-Duplex WebSocket, idle in `receive()`",
 }
 
 
-def _request(path: str, port: int, upgrade: bool) -> bytes:
+def _request(path: str, port: int, headers: str) -> bytes:
+    """A GET; ``headers`` is ``plain``, ``upgrade`` (a real handshake) or ``lookalike``.
+
+    A lookalike carries four headers of the same sizes as the handshake's under other
+    names (a router answers 400 to a real upgrade on a plain HTTP rule): it separates
+    what the handshake's headers cost the server from what the WebSocket code costs.
+    """
     lines = [f"GET {path} HTTP/1.1", f"Host: 127.0.0.1:{port}"]
-    if upgrade:
+    if headers != "plain":
         key = base64.b64encode(os.urandom(16)).decode()
-        lines += [
-            "Upgrade: websocket",
-            "Connection: Upgrade",
-            f"Sec-WebSocket-Key: {key}",
-            "Sec-WebSocket-Version: 13",
-        ]
+        names = ("Upgrade", "Connection", "Sec-WebSocket-Key", "Sec-WebSocket-Version")
+        if headers == "lookalike":
+            names = ("X-Upgrad", "X-Connecti", "X-Sec-WebSocket-", "X-Sec-WebSocket-Vers")
+        values = ("websocket", "Upgrade", key, "13")
+        lines += [f"{name}: {value}" for name, value in zip(names, values, strict=True)]
     return "\r\n".join([*lines, "", ""]).encode()
 
 
@@ -71,10 +77,11 @@ def _held(port: int) -> int:
     return int(response.rsplit(b"\r\n\r\n", 1)[1] or b"0")
 
 
-def _measure(server: str, path: str, upgrade: bool) -> dict[str, float]:
+def _measure(server: str, path: str, headers: str) -> dict[str, float]:
     """Open the connections on a fresh server; their cost in threads and KiB each."""
+    upgrade = headers == "upgrade"
     slug = server.lower().replace(" ", "-")
-    log = RESULTS / "logs" / f"floor-{slug}{path.replace('/', '-')}.log"
+    log = RESULTS / "logs" / f"floor-{slug}-{headers}.log"
     core = SERVER_CORE if can_pin() else None
     with (
         started_server(
@@ -94,7 +101,7 @@ def _measure(server: str, path: str, upgrade: bool) -> dict[str, float]:
             batch = []
             for _ in range(min(BATCH, CONNECTIONS - first)):
                 sock = stack.enter_context(socket.create_connection(("127.0.0.1", running.port)))
-                sock.sendall(_request(path, running.port, upgrade))
+                sock.sendall(_request(path, running.port, headers))
                 batch.append(sock)
             if upgrade:
                 for sock in batch:
@@ -116,11 +123,12 @@ def _measure(server: str, path: str, upgrade: bool) -> dict[str, float]:
 
 
 def run() -> dict[str, dict[str, dict[str, float]]]:
-    """server -> ``plain-held`` and ``websocket-idle`` -> their cost per connection."""
+    """server -> ``plain-held``, ``lookalike-held``, ``websocket-idle`` -> cost per connection."""
     return {
         server: {
-            "plain-held": _measure(server, "/hold", upgrade=False),
-            "websocket-idle": _measure(server, "/echo", upgrade=True),
+            "plain-held": _measure(server, "/hold", "plain"),
+            "lookalike-held": _measure(server, "/hold", "lookalike"),
+            "websocket-idle": _measure(server, "/echo", "upgrade"),
         }
         for server in SERVERS
     }

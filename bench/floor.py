@@ -77,7 +77,7 @@ def _held(port: int) -> int:
     return int(response.rsplit(b"\r\n\r\n", 1)[1] or b"0")
 
 
-def _measure(server: str, path: str, headers: str) -> dict[str, float]:
+def _measure(server: str, path: str, headers: str, connections: int) -> dict[str, float]:
     """Open the connections on a fresh server; their cost in threads and KiB each."""
     upgrade = headers == "upgrade"
     slug = server.lower().replace(" ", "-")
@@ -97,9 +97,9 @@ def _measure(server: str, path: str, headers: str) -> dict[str, float]:
         threads_before = procfs.thread_count(pids)
         rss_before = procfs.rss_kib(pids)
         deadline = time.monotonic() + OPEN_TIMEOUT
-        for first in range(0, CONNECTIONS, BATCH):
+        for first in range(0, connections, BATCH):
             batch = []
-            for _ in range(min(BATCH, CONNECTIONS - first)):
+            for _ in range(min(BATCH, connections - first)):
                 sock = stack.enter_context(socket.create_connection(("127.0.0.1", running.port)))
                 sock.sendall(_request(path, running.port, headers))
                 batch.append(sock)
@@ -109,7 +109,7 @@ def _measure(server: str, path: str, headers: str) -> dict[str, float]:
                     if not sock.recv(4096).startswith(b"HTTP/1.1 101"):
                         raise RuntimeError(f"{server}, {path}: no 101")
         # A held plain request answers nothing: wait until the view holds every one.
-        while not upgrade and _held(running.port) < CONNECTIONS:
+        while not upgrade and _held(running.port) < connections:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"{server}, {path}: the server did not take every connection")
             time.sleep(0.05)
@@ -117,26 +117,26 @@ def _measure(server: str, path: str, headers: str) -> dict[str, float]:
         threads_with = procfs.thread_count(pids)
         rss_with = procfs.rss_kib(pids)
     return {
-        "threads_per_connection": (threads_with - threads_before) / CONNECTIONS,
-        "rss_kib_per_connection": (rss_with - rss_before) / CONNECTIONS,
+        "threads_per_connection": (threads_with - threads_before) / connections,
+        "rss_kib_per_connection": (rss_with - rss_before) / connections,
     }
 
 
-def run() -> dict[str, dict[str, dict[str, float]]]:
+def run(connections: int = CONNECTIONS) -> dict[str, dict[str, dict[str, float]]]:
     """server -> ``plain-held``, ``lookalike-held``, ``websocket-idle`` -> cost per connection."""
     return {
         server: {
-            "plain-held": _measure(server, "/hold", "plain"),
-            "lookalike-held": _measure(server, "/hold", "lookalike"),
-            "websocket-idle": _measure(server, "/echo", "upgrade"),
+            "plain-held": _measure(server, "/hold", "plain", connections),
+            "lookalike-held": _measure(server, "/hold", "lookalike", connections),
+            "websocket-idle": _measure(server, "/echo", "upgrade", connections),
         }
         for server in SERVERS
     }
 
 
-def table(rows: dict[str, dict[str, dict[str, float]]]) -> str:
+def table(rows: dict[str, dict[str, dict[str, float]]], connections: int = CONNECTIONS) -> str:
     lines = [
-        f"{CONNECTIONS:,} connections on a fresh server, each held by the Flask app "
+        f"{connections:,} connections on a fresh server, each held by the Flask app "
         "(lower is better). For gunicorn, its worker process is measured.",
         "",
         "| server | connection | threads / connection | KiB RSS / connection |",
@@ -154,10 +154,13 @@ def table(rows: dict[str, dict[str, dict[str, float]]]) -> str:
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.floor", description=__doc__)
     parser.add_argument("--write-docs", action="store_true", help="put the table in docs/")
+    parser.add_argument(
+        "--connections", type=int, default=CONNECTIONS, help="held at once (default: %(default)s)"
+    )
     arguments = parser.parse_args(argv)
     raise_open_files_limit()
-    rows = run()
-    text = table(rows)
+    rows = run(arguments.connections)
+    text = table(rows, arguments.connections)
     print(text)
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "floor.json").write_text(json.dumps(rows, indent=2) + "\n")

@@ -36,3 +36,27 @@ def test_every_contender_runs_every_scenario_at_its_smallest() -> None:
         ok_lines = re.findall(rf"^OK\s+{re.escape(contender.key)}\s", done.stdout, re.MULTILINE)
         assert len(ok_lines) == 1, f"no OK line for {contender.key}:\n{output}"
     assert re.search(r"^OK\s+tables\s", done.stdout, re.MULTILINE), output
+
+
+def test_the_memory_floor_runs_every_row() -> None:
+    """``python -m bench.floor`` on a few connections: three rows per server, each measured."""
+    if not BENCH_PYTHON.exists():
+        pytest.fail(f"{BENCH_PYTHON.relative_to(ROOT)} is missing: run `make bench-env` first")
+    done = subprocess.run(
+        [str(BENCH_PYTHON), "-m", "bench.floor", "--connections", "20"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    rows = re.findall(
+        r"^\| (Werkzeug|gunicorn gevent) \| .+ \| ([\d.]+) \| ([\d.-]+) \|$",
+        done.stdout,
+        re.MULTILINE,
+    )
+    assert [server for server, _, _ in rows] == ["Werkzeug"] * 3 + ["gunicorn gevent"] * 3, (
+        done.stdout
+    )
+    # A thread per held request on Werkzeug, none on gevent: each row held its connections.
+    assert [float(threads) for _, threads, _ in rows] == [1.0] * 3 + [0.0] * 3, done.stdout

@@ -38,6 +38,10 @@ Message = str | bytes
 NORMAL_CLOSE_CODES = frozenset({1000, 1001, 1005})
 
 
+# One for all: CPython makes a new empty frozenset at each frozenset() call.
+_NO_ROOMS: frozenset[str] = frozenset()
+
+
 class Opener(Protocol):
     """How a connection gets accepted: the server side of :meth:`WebSocket.accept`."""
 
@@ -103,7 +107,7 @@ class WebSocket:
         self._lifecycle = lifecycle
         self._engine: Engine | None = None
         self._hub = hub
-        self._rooms: frozenset[str] = frozenset()  # replaced on join/leave: nothing per idle socket
+        self._rooms = _NO_ROOMS  # Replaced on join and leave: nothing per idle socket.
         self._json_dumps = json_dumps
         self._json_loads = json_loads
 

@@ -150,8 +150,9 @@ the server did, so it moves far less than a rate when other programs share the m
 - **Idle memory: a held plain Flask request.** A connection held by a Flask view costs the server
   its thread or greenlet, the WSGI environ, the buffered reader and Flask's request context,
   before any WebSocket code runs; `python -m bench.floor` (run by `make bench`, table below)
-  measures that floor on Werkzeug and on gunicorn's gevent worker, beside an idle Flask-Duplex
-  connection.
+  measures that floor on Werkzeug and on gunicorn's gevent worker, beside the same request
+  carrying four headers the size of a handshake's (what reading a handshake costs any library)
+  and an idle Flask-Duplex connection.
 
 | contender | command |
 |---|---|

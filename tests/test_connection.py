@@ -236,3 +236,24 @@ def test_close_refuses_codes_and_reasons_that_cannot_be_sent(code: int, reason: 
     """close() with a reserved code or an over-long reason raises ValueError."""
     with pytest.raises(ValueError):
         check_close(code, reason)
+
+
+@pytest.mark.parametrize(
+    ("code", "ending"),
+    [
+        (1000, "ended quietly after close 1000"),
+        (1001, "ended quietly after close 1001"),
+        (4001, "raised 4001"),
+    ],
+)
+def test_iterating_ends_quietly_on_a_normal_close_and_raises_on_others(
+    werkzeug_server: Server, code: int, ending: str
+) -> None:
+    """``for message in ws`` stops on 1000 and 1001, and raises ConnectionClosed on 4001."""
+    tag = f"close-{code}"
+    with connect(f"{werkzeug_server.url}/iterate/{tag}") as ws:
+        for text in ("one", "two"):
+            ws.send(text)
+            assert ws.recv(timeout=5) == text
+        ws.close(code)
+    werkzeug_server.wait_for_log(f"iterate {tag}: {ending}")

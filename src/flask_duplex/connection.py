@@ -191,7 +191,17 @@ class WebSocket:
         Ends quietly on close codes 1000, 1001 and 1005 (no code); raises
         :class:`ConnectionClosed` on any other.
         """
-        return iterate(self.receive)
+        return self  # No generator per connection: an idle one holds less.
+
+    def __next__(self) -> Message:
+        try:
+            message = (self._engine or self._open()).receive(None)
+        except ConnectionClosed as exc:
+            if exc.code in NORMAL_CLOSE_CODES:
+                raise StopIteration from None
+            raise
+        assert message is not None
+        return message
 
     def receive_json(self, timeout: float | None = None) -> Any:
         """Receive a message and decode it as JSON.

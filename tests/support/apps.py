@@ -30,6 +30,18 @@ def echo(ws: WebSocket) -> None:
         ws.send(message)
 
 
+@duplex.route("/iterate/<tag>")
+def iterate_and_report(ws: WebSocket, tag: str) -> None:
+    """Echo with ``for message in ws``; print how the loop ended."""
+    try:
+        for message in ws:
+            ws.send(message)
+    except ConnectionClosed as exc:
+        print(f"iterate {tag}: raised {exc.code}", flush=True)
+        raise
+    print(f"iterate {tag}: ended quietly after close {ws.close_code}", flush=True)
+
+
 # Autobahn counts an unrequested ping as a failure, so keepalive is off here.
 @duplex.route("/echo-big", max_message_size=32 * 2**20, ping_interval=None)
 def echo_big(ws: WebSocket) -> None:

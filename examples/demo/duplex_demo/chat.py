@@ -62,6 +62,7 @@ from flask_duplex import (
 )
 
 from . import db
+from .ratelimit import TokenBucket
 from .realtime import duplex
 
 __all__ = ["OnlineLists", "bp", "init_app"]
@@ -285,24 +286,6 @@ class Person:
     def check_rate(self) -> None:
         if not self.bucket.take():
             raise ChatError("too_fast", "Slow down: that was too many messages at once.")
-
-
-class TokenBucket:
-    """``rate`` actions a second on average, up to ``burst`` at once."""
-
-    def __init__(self, rate: float, burst: int) -> None:
-        self.rate, self.burst = rate, burst
-        self.tokens = float(burst)
-        self.last = time.monotonic()
-
-    def take(self) -> bool:
-        now = time.monotonic()
-        self.tokens = min(self.burst, self.tokens + (now - self.last) * self.rate)
-        self.last = now
-        if self.tokens < 1:
-            return False
-        self.tokens -= 1
-        return True
 
 
 # -- history ----------------------------------------------------------------

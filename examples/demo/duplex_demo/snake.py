@@ -39,6 +39,7 @@ from flask.blueprints import BlueprintSetupState
 from flask_duplex import BackendUnavailable, ChannelOverflow, DeploymentTask, WebSocket
 
 from . import db
+from .ratelimit import TokenBucket
 from .realtime import duplex
 from .snake_game import DIRECTIONS, Death, SnakeGame
 
@@ -91,25 +92,6 @@ def index() -> str:
 
 class BadMessage(ValueError):
     """A message the game refuses; its text goes back to the page."""
-
-
-class TokenBucket:
-    """Allows ``rate`` events a second on average, ``burst`` at once."""
-
-    def __init__(self, rate: float, burst: float) -> None:
-        self.rate = rate
-        self.burst = burst
-        self.tokens = burst
-        self.last = time.monotonic()
-
-    def take(self) -> bool:
-        now = time.monotonic()
-        self.tokens = min(self.burst, self.tokens + (now - self.last) * self.rate)
-        self.last = now
-        if self.tokens < 1:
-            return False
-        self.tokens -= 1
-        return True
 
 
 @dataclass

@@ -39,7 +39,6 @@ connection's life, in particular how it ends:
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import socket
 import threading
@@ -141,16 +140,17 @@ class Engine:
         self._keepalive: Keepalive | None = None
         self._resumed_at = 0.0  # when reading last went on after the inbox was full
 
-        if sock_timeout is ...:
-            sock_timeout = sock.gettimeout()
-        self._sock_timeout = sock_timeout
-        if sock.gettimeout() != 0.0:
+        current_timeout = sock.gettimeout()
+        self._sock_timeout = current_timeout if sock_timeout is ... else sock_timeout
+        if current_timeout != 0.0:
             sock.setblocking(False)
         # Messages are written whole; waiting to coalesce them (Nagle) only adds
         # up to a delayed-ACK timeout (40 ms) to each small one. (Asking beats
         # reading sock.family, an enum conversion: frames on every thread's stack.)
-        with contextlib.suppress(OSError):  # Not TCP, e.g. a Unix socket.
+        try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError:
+            pass  # Not TCP, e.g. a Unix socket.
         protocol.sink = self
         with self._lock:
             lifecycle.move(_OPEN)

@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
-__all__ = ["EchoLoop", "Window", "run_echo"]
+__all__ = [
+    "EchoLoop",
+    "RoundTripLoop",
+    "Window",
+    "round_trip_figures",
+    "run_echo",
+    "timed",
+]
 
 import asyncio
 import os
 import time
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from picows import WSFrame, WSListener, WSMsgType, WSTransport
@@ -30,7 +38,82 @@ class Window:
         self.round_trips: list[float] = []
 
 
-class EchoLoop(WSListener):
+class RoundTripLoop(WSListener):
+    """One connection with one message in flight, timed against a :class:`Window`.
+
+    Subclasses send with ``_send()`` (setting ``_sent_at``) and call :meth:`_echoed` when the
+    whole echo is back; ``finished`` is done once the window has closed behind the last echo.
+    """
+
+    window: Window | None
+    finished: asyncio.Future[None]
+    _sent_at: float
+
+    def _send(self) -> None:
+        raise NotImplementedError
+
+    def _echoed(self, now: float) -> None:
+        """An echo came back at ``now``: count it, and send the next or finish."""
+        window = self.window
+        if window is None:
+            return
+        if now >= window.start:
+            window.round_trips.append(now - self._sent_at)
+        if now < window.end:
+            self._send()
+        elif not self.finished.done():
+            self.finished.set_result(None)
+
+    def on_ws_disconnected(self, transport: WSTransport) -> None:
+        self._fail("the server dropped the connection")
+
+    def _fail(self, reason: str) -> None:
+        if not self.finished.done():
+            self.finished.set_exception(Failure(reason))
+
+
+async def timed(
+    loops: Sequence[RoundTripLoop],
+    start: Callable[[Window], None],
+    cpu_pids: list[int],
+    *,
+    warmup: float,
+    duration: float,
+) -> tuple[Window, Meter]:
+    """Start ``loops`` with ``start``; run them ``warmup + duration`` s, metering the last part.
+
+    Raises:
+        Failure: A loop failed, or an echo did not come back within 30 s of the window's end.
+    """
+    begin = time.perf_counter()
+    window = Window(begin + warmup, begin + warmup + duration)
+    start(window)
+    meter = Meter(cpu_pids)
+    await asyncio.sleep(warmup)
+    meter.start()
+    await asyncio.sleep(max(0.0, window.end - time.perf_counter()))
+    meter.stop()
+    try:
+        await asyncio.wait_for(asyncio.gather(*(loop.finished for loop in loops)), 30.0)
+    except (TimeoutError, asyncio.TimeoutError) as exc:
+        raise Failure("an echo did not come back within 30 s") from exc
+    return window, meter
+
+
+def round_trip_figures(window: Window, meter: Meter, duration: float) -> dict[str, Any]:
+    """Messages per second, round-trip percentiles and the meter's figures, over ``window``."""
+    round_trips = sorted(window.round_trips)
+    return {
+        "messages": len(round_trips),
+        "messages_per_s": len(round_trips) / duration,
+        "p50_ms": percentile_ms(round_trips, 0.50),
+        "p99_ms": percentile_ms(round_trips, 0.99),
+        **meter.figures(len(round_trips)),
+        "seconds": duration,
+    }
+
+
+class EchoLoop(RoundTripLoop):
     """One connection: sends the payload, waits for it to come back whole, sends it again."""
 
     def __init__(self, payload: bytes) -> None:
@@ -80,22 +163,7 @@ class EchoLoop(WSListener):
         if size != len(self.payload):
             self._fail(f"sent {len(self.payload)} bytes, {size} came back")
             return
-        window = self.window
-        if window is None:
-            return
-        if now >= window.start:
-            window.round_trips.append(now - self._sent_at)
-        if now < window.end:
-            self._send()
-        elif not self.finished.done():
-            self.finished.set_result(None)
-
-    def on_ws_disconnected(self, transport: WSTransport) -> None:
-        self._fail("the server dropped the connection")
-
-    def _fail(self, reason: str) -> None:
-        if not self.finished.done():
-            self.finished.set_exception(Failure(reason))
+        self._echoed(now)
 
 
 async def run_echo(
@@ -121,29 +189,14 @@ async def run_echo(
         *(open_connection(lambda: EchoLoop(payload), url) for _ in range(connections))
     )
     loops = [listener for _, listener in opened]
-    meter = Meter(cpu_pids)
-    try:
-        begin = time.perf_counter()
-        window = Window(begin + warmup, begin + warmup + duration)
+
+    def start(window: Window) -> None:
         for loop in loops:
             loop.start(window)
-        await asyncio.sleep(warmup)
-        meter.start()
-        await asyncio.sleep(max(0.0, window.end - time.perf_counter()))
-        meter.stop()
-        try:
-            await asyncio.wait_for(asyncio.gather(*(loop.finished for loop in loops)), 30.0)
-        except (TimeoutError, asyncio.TimeoutError) as exc:
-            raise Failure("an echo did not come back within 30 s") from exc
+
+    try:
+        window, meter = await timed(loops, start, cpu_pids, warmup=warmup, duration=duration)
     finally:
         await asyncio.gather(*(close_politely(transport) for transport, _ in opened))
-    round_trips = sorted(window.round_trips)
-    return {
-        "messages": len(round_trips),
-        "messages_per_s": len(round_trips) / duration,
-        "mb_per_s": len(round_trips) * size / duration / 1e6,
-        "p50_ms": percentile_ms(round_trips, 0.50),
-        "p99_ms": percentile_ms(round_trips, 0.99),
-        **meter.figures(len(round_trips)),
-        "seconds": duration,
-    }
+    figures = round_trip_figures(window, meter, duration)
+    return {**figures, "mb_per_s": figures["messages"] * size / duration / 1e6}

@@ -24,10 +24,10 @@ import time
 import zlib
 from typing import Any, NamedTuple
 
-from picows import WSFrame, WSListener, WSMsgType, WSTransport
+from picows import WSFrame, WSMsgType, WSTransport
 
-from bench.load.common import Failure, Meter, close_politely, open_connection, percentile_ms
-from bench.load.echo import Window
+from bench.load.common import Failure, close_politely, open_connection
+from bench.load.echo import RoundTripLoop, Window, round_trip_figures, timed
 
 # What browsers offer; Autobahn's default offer adds client_no_context_takeover, which changes
 # nothing here since each message is compressed on its own.
@@ -132,7 +132,7 @@ def _negotiated_window_bits(transport: WSTransport) -> int | None:
     return 15
 
 
-class FragmentedEchoLoop(WSListener):
+class FragmentedEchoLoop(RoundTripLoop):
     """One connection: writes a framed message, waits for the whole echo, writes the next."""
 
     def __init__(self) -> None:
@@ -198,19 +198,7 @@ class FragmentedEchoLoop(WSListener):
             return
         self._checked = True
         self._turn += 1
-        if now >= self.window.start:
-            self.window.round_trips.append(now - self._sent_at)
-        if now < self.window.end:
-            self._send()
-        elif not self.finished.done():
-            self.finished.set_result(None)
-
-    def on_ws_disconnected(self, transport: WSTransport) -> None:
-        self._fail("the server dropped the connection")
-
-    def _fail(self, reason: str) -> None:
-        if not self.finished.done():
-            self.finished.set_exception(Failure(reason))
+        self._echoed(now)
 
 
 async def run_fragmented(
@@ -245,31 +233,21 @@ async def run_fragmented(
             bits = min(b for b in negotiated if b is not None)
         texts = [text_message(size, variant) for variant in range(VARIANTS)]
         wires = [wire_message(text, fragment, bits) for text in texts]
-        begin = time.perf_counter()
-        window = Window(begin + warmup, begin + warmup + duration)
-        for index, (_, loop) in enumerate(opened):
-            # Each connection starts at another text, so they do not all send the same one.
-            turn = index % VARIANTS
-            loop.start(texts[turn:] + texts[:turn], wires[turn:] + wires[:turn], compressed, window)
-        meter = Meter(cpu_pids)
-        await asyncio.sleep(warmup)
-        meter.start()
-        await asyncio.sleep(max(0.0, window.end - time.perf_counter()))
-        meter.stop()
-        try:
-            await asyncio.wait_for(asyncio.gather(*(loop.finished for _, loop in opened)), 30.0)
-        except (TimeoutError, asyncio.TimeoutError) as exc:
-            raise Failure("an echo did not come back within 30 s") from exc
+
+        def start(window: Window) -> None:
+            for index, (_, loop) in enumerate(opened):
+                # Each connection starts at another text, so they do not all send the same one.
+                turn = index % VARIANTS
+                loop.start(
+                    texts[turn:] + texts[:turn], wires[turn:] + wires[:turn], compressed, window
+                )
+
+        loops = [loop for _, loop in opened]
+        window, meter = await timed(loops, start, cpu_pids, warmup=warmup, duration=duration)
     finally:
         await asyncio.gather(*(close_politely(transport) for transport, _ in opened))
-    round_trips = sorted(window.round_trips)
     return {
-        "messages": len(round_trips),
-        "messages_per_s": len(round_trips) / duration,
-        "p50_ms": percentile_ms(round_trips, 0.50),
-        "p99_ms": percentile_ms(round_trips, 0.99),
-        **meter.figures(len(round_trips)),
-        "seconds": duration,
+        **round_trip_figures(window, meter, duration),
         "frames_per_message": sum(wire.frames for wire in wires) / len(wires),
         "wire_bytes_per_message": sum(len(wire.data) for wire in wires) / len(wires),
         "compressed": compressed,

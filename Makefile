@@ -1,4 +1,6 @@
 # Set-up is part of every target: a fresh clone needs only python3 and make.
+# Every environment is installed from the committed lock, uv.lock (docs/development.md);
+# `make lock` updates it.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -8,8 +10,14 @@ STAMP := $(VENV)/.installed
 BENCH_VENV := .venv-bench
 BENCH_BIN := $(BENCH_VENV)/bin
 BENCH_STAMP := $(BENCH_VENV)/.installed
+# uv itself, at the version and hashes of tools/uv.txt, in a venv of its own.
+TOOLS_VENV := .venv-tools
+UV := $(TOOLS_VENV)/bin/uv
+# uv uses the Python named by PYTHON and never downloads one.
+export UV_PYTHON_DOWNLOADS := never
+SYNC = $(UV) sync --locked --python $(PYTHON)
 
-.PHONY: demo demo-cluster test lint bench bench-smoke bench-env clean redis-server chromium
+.PHONY: demo demo-cluster test lint lock test-deps bench bench-smoke bench-env clean redis-server chromium
 
 # make demo PORT=5057 DATA_DIR=/tmp/x: where the demo listens, and where its database lives.
 PORT ?= 5000
@@ -18,24 +26,29 @@ DEMO_STAMP := $(VENV)/.demo-installed
 CLUSTER_STAMP := $(VENV)/.cluster-installed
 DEMO_DIR := examples/demo
 
-$(STAMP): pyproject.toml
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+$(UV): tools/uv.txt
+	test -x $(TOOLS_VENV)/bin/python || $(PYTHON) -m venv $(TOOLS_VENV)
+	$(TOOLS_VENV)/bin/python -m pip install --quiet --require-hashes -r tools/uv.txt
+	touch $(UV)
+
+# Everything the tests use: every extra and the test group, exactly as locked.
+$(STAMP): pyproject.toml uv.lock tools/gunicorn-eventlet.txt $(UV)
+	UV_PROJECT_ENVIRONMENT=$(VENV) $(SYNC) --quiet --all-extras --group test
 	# gunicorn dropped its eventlet worker in 26.0; that row of the server tests
 	# runs the last release that has it, from its own folder.
-	$(BIN)/python -m pip install --quiet --no-deps --target $(VENV)/gunicorn-eventlet 'gunicorn==25.3.0'
-	touch $(STAMP)
+	$(UV) pip install --quiet --python $(BIN)/python --no-deps --require-hashes \
+		--target $(VENV)/gunicorn-eventlet -r tools/gunicorn-eventlet.txt
+	touch $(STAMP) $(DEMO_STAMP) $(CLUSTER_STAMP)
 
 # The demo needs only the package (Flask, websockets); the cluster adds gunicorn, gevent, redis.
-$(DEMO_STAMP): pyproject.toml
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet -e .
+# --inexact: a venv that already holds more (the tests') keeps it.
+$(DEMO_STAMP): pyproject.toml uv.lock $(UV)
+	UV_PROJECT_ENVIRONMENT=$(VENV) $(SYNC) --quiet --inexact
 	touch $(DEMO_STAMP)
 
-$(CLUSTER_STAMP): pyproject.toml $(DEMO_STAMP)
-	$(BIN)/python -m pip install --quiet -e '.[cluster]'
-	touch $(CLUSTER_STAMP)
+$(CLUSTER_STAMP): pyproject.toml uv.lock $(UV)
+	UV_PROJECT_ENVIRONMENT=$(VENV) $(SYNC) --quiet --inexact --extra cluster
+	touch $(DEMO_STAMP) $(CLUSTER_STAMP)
 
 # The chat and the snake game on Werkzeug, one process.
 demo: $(DEMO_STAMP)
@@ -47,8 +60,8 @@ demo-cluster: $(CLUSTER_STAMP) redis-server
 	cd $(DEMO_DIR) && $(abspath $(BIN))/python -m duplex_demo.cluster --port $(PORT) --data-dir $(abspath $(DATA_DIR))
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests examples bench
-	$(BIN)/ruff format --check src tests examples bench
+	$(BIN)/ruff check src tests examples bench tools
+	$(BIN)/ruff format --check src tests examples bench tools
 	$(BIN)/mypy
 	$(BIN)/mypy --strict $(DEMO_DIR)/duplex_demo
 
@@ -72,10 +85,8 @@ chromium:
 		|| { echo "error: the browser tests need $(CHROMIUM) and could not install it;" \
 			"as root, run: apt-get install chromium fonts-dejavu-core" >&2; exit 1; }; }
 
-$(BENCH_STAMP): pyproject.toml
-	test -x $(BENCH_BIN)/python || $(PYTHON) -m venv $(BENCH_VENV)
-	$(BENCH_BIN)/python -m pip install --quiet --upgrade pip
-	$(BENCH_BIN)/python -m pip install --quiet -e '.[test]' 'flask-sock==0.7.0' 'picows>=2.3' matplotlib
+$(BENCH_STAMP): pyproject.toml uv.lock $(UV)
+	UV_PROJECT_ENVIRONMENT=$(BENCH_VENV) $(SYNC) --quiet --all-extras --group test --group bench
 	touch $(BENCH_STAMP)
 
 bench-env: $(BENCH_STAMP)
@@ -92,5 +103,21 @@ bench: $(BENCH_STAMP)
 bench-smoke: $(BENCH_STAMP)
 	$(BENCH_BIN)/python -m bench --smoke
 
+# The engine, server and hub suites on Python 3.10 to 3.13, each with the lowest and
+# the newest releases that pyproject.toml allows (tools/test_deps.py); before each
+# release, about 30 minutes. Some rows only: make test-deps DEPS_ARGS="--python 3.13".
+DEPS_ARGS ?=
+test-deps: $(UV) redis-server
+	UV=$(abspath $(UV)) $(PYTHON) tools/test_deps.py $(DEPS_ARGS)
+
+# A new uv.lock with the newest releases that pyproject.toml allows, and the
+# hashed pins of tools/. Then run `make test` (and `make test-deps` before a release).
+lock: $(UV)
+	$(UV) lock --upgrade --python $(PYTHON)
+	$(UV) pip compile --quiet --generate-hashes --upgrade --python-version 3.10 \
+		tools/uv.in -o tools/uv.txt
+	$(UV) pip compile --quiet --generate-hashes --no-deps --upgrade \
+		tools/gunicorn-eventlet.in -o tools/gunicorn-eventlet.txt
+
 clean:
-	rm -rf $(VENV) $(BENCH_VENV) build dist .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(BENCH_VENV) $(TOOLS_VENV) build dist .pytest_cache .mypy_cache .ruff_cache

@@ -6,9 +6,6 @@ import pytest
 
 from tests.support.servers import Server, running
 
-# The browser and page fixtures, for tests that drive Chromium.
-pytest_plugins = ["tests.support.browser"]
-
 
 @pytest.fixture(scope="session")
 def werkzeug_server() -> Iterator[Server]:

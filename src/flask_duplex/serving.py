@@ -31,8 +31,14 @@ import secrets
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
-from flask import Flask, Response, current_app, has_request_context, request
-from flask.globals import request_ctx
+from flask import (
+    Flask,
+    Response,
+    copy_current_request_context,
+    current_app,
+    has_request_context,
+    request,
+)
 from flask.json.provider import DefaultJSONProvider
 from flask.signals import got_request_exception
 
@@ -118,7 +124,6 @@ class Opening:
         "_accepted",
         "_adapter",
         "_app",
-        "_context",
         "_engine",
         "_environ",
         "_lifecycle",
@@ -126,6 +131,7 @@ class Opening:
         "_options",
         "_reactor",
         "_rule",
+        "_run_hooks_elsewhere",
         "_state",
         "refused",
     )
@@ -141,12 +147,17 @@ class Opening:
         lifecycle: Lifecycle,
     ) -> None:
         self._app = app
-        # The handler's request context: hooks run in a copy of it when the
-        # connection is accepted from another thread.
-        self._context = request_ctx._get_current_object()  # type: ignore[attr-defined]
         self._state = state
         rule = request.url_rule
         self._rule = rule.rule if rule is not None else route.rule  # With its blueprint's prefix.
+        # Hooks run in a copy of the handler's request context when the
+        # connection is accepted from another thread; the copy is made here,
+        # while that context is current, and only when there are hooks.
+        self._run_hooks_elsewhere: Callable[..., bool] | None = None
+        if state.duplex.connect_hooks:
+            self._run_hooks_elsewhere = copy_current_request_context(
+                functools.partial(_run_hooks, app, rule=self._rule)
+            )
         self._adapter = adapter
         self._environ = request.environ
         self._accepted: Accepted | None = accepted
@@ -193,8 +204,10 @@ class Opening:
             return
         if has_request_context():
             ok = _run_hooks(self._app, hooks, ws, self._rule)
-        else:  # Accepted by another thread than the handler's.
-            with self._context.copy():
+        elif self._run_hooks_elsewhere is not None:  # Accepted by another thread.
+            ok = self._run_hooks_elsewhere(hooks, ws)
+        else:  # A hook registered after this connection's handshake began.
+            with self._app.request_context(self._environ):
                 ok = _run_hooks(self._app, hooks, ws, self._rule)
         if not ok:
             ws.close_nowait(1011)

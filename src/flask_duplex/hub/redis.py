@@ -348,7 +348,7 @@ class RedisHub(Hub):
         backoff = 0.1
         failed = False
         while not self._stop.is_set():
-            pubsub = self._redis.pubsub()  # type: ignore[no-untyped-call]
+            pubsub = self._redis.pubsub()
             self._pubsub = pubsub
             try:
                 pubsub.subscribe(self._channel)

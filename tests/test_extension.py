@@ -161,6 +161,11 @@ def test_subprotocol_in_server_preference_order(
         ({"Sec-WebSocket-Key": "short"}, 400),
         ({"Sec-WebSocket-Version": "8"}, 400),
         ({"Connection": "keep-alive"}, 426),
+        # RFC 6455 4.2.1: the header is a list of tokens whenever it is present,
+        # also on a route that speaks no subprotocol.
+        ({"Sec-WebSocket-Protocol": "ch\u00e4t"}, 400),
+        ({"Sec-WebSocket-Protocol": "chat v2"}, 400),
+        ({"Sec-WebSocket-Protocol": ""}, 400),
     ],
 )
 def test_bad_handshake_gets_4xx(
@@ -312,3 +317,13 @@ def test_url_for_a_websocket_route_is_a_path_the_page_resolves() -> None:
         assert flask.url_for("feed") == "/live/feed"
     with duplex.test_client().connect("/live/feed") as ws:
         assert ws.receive(timeout=2) == "hi"
+
+
+def test_duplex_serves_the_browser_client_unless_told_not_to() -> None:
+    """Duplex(app) serves duplex.js at its endpoint; Duplex(app, client=False) adds no route."""
+    served, bare = Flask("served"), Flask("bare", static_folder=None)
+    Duplex(served)
+    Duplex(bare, client=False)
+    assert served.test_client().get("/_duplex/duplex.js").status_code == 200
+    assert "flask_duplex.client" not in bare.view_functions
+    assert list(bare.url_map.iter_rules()) == []

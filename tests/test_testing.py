@@ -264,5 +264,64 @@ def test_several_apps_each_get_their_own_connections() -> None:
     for app in (first, second):
         with app.extensions["duplex"].test_client().connect("/name") as ws:
             assert ws.receive(timeout=1) == app.name
-    with pytest.raises(RuntimeError, match="several apps"):
-        shared.test_client()
+    # With no app named, the newest app is served (see the app-factory tests below).
+    with shared.test_client().connect("/name") as ws:
+        assert ws.receive(timeout=1) == "second"
+
+
+# -- which app duplex.test_client() serves, with the app-factory pattern ---------------
+
+factory_duplex = Duplex()
+
+
+@factory_duplex.route("/name")
+def app_name(ws: WebSocket) -> None:
+    ws.send(current_app.name)
+
+
+def create_named_app(name: str) -> Flask:
+    """Flask's tutorial shape: a module-level Duplex, init_app in the factory."""
+    app = Flask(name)
+    factory_duplex.init_app(app)
+    return app
+
+
+def served_name(client_app: Flask | None = None) -> str:
+    client = factory_duplex.test_client(client_app.test_client() if client_app else None)
+    with client.connect("/name") as ws:
+        return str(ws.receive(timeout=5))
+
+
+def test_test_client_serves_the_latest_app_while_older_ones_live() -> None:
+    """Three live apps from one factory: duplex.test_client() serves the newest, every time."""
+    apps = [create_named_app(f"factory-{index}") for index in range(3)]
+    assert served_name() == "factory-2"
+    assert served_name() == "factory-2"
+    assert len(apps) == 3  # All three are alive: the choice did not wait for the collector.
+
+
+def test_test_client_serves_the_current_app_context_first() -> None:
+    """Inside an app context, that app is served, even when it is not the newest."""
+    first, _second = create_named_app("context-first"), create_named_app("context-second")
+    with first.app_context():
+        assert served_name() == "context-first"
+    assert served_name() == "context-second"
+
+
+def test_test_client_serves_the_http_clients_app_first() -> None:
+    """A Flask test client passed in names the app, whatever the context and the order."""
+    first, second = create_named_app("http-first"), create_named_app("http-second")
+    with second.app_context():
+        assert served_name(first) == "http-first"
+
+
+def test_test_client_falls_back_to_the_newest_app_still_alive() -> None:
+    """When the newest app is gone, the one initialised before it is served."""
+    import gc
+
+    older = create_named_app("alive-older")
+    newer = create_named_app("alive-newer")
+    assert served_name() == "alive-newer"
+    del newer
+    gc.collect()
+    assert served_name() == older.name

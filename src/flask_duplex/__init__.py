@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .browser import register_client
 from .channels import ChannelClosed, ChannelOverflow, Subscription
 from .connection import WebSocket
 from .errors import (
@@ -37,6 +38,7 @@ __all__ = [
     "TaskCancelled",
     "UnsupportedServer",
     "WebSocket",
+    "register_client",
 ]
 
 __version__ = "0.1.0"

@@ -347,7 +347,7 @@ class Sock:
         """
         with self._lock:
             if self._duplex is None:
-                self._duplex = Duplex()
+                self._duplex = Duplex(client=False)
             return self._duplex
 
     def init_app(self, app: Flask) -> None:
@@ -423,7 +423,7 @@ class Sock:
             duplex_state: DuplexState | None = app.extensions.get("duplex")
             if duplex_state is None:
                 if self._duplex is None:
-                    self._duplex = Duplex()
+                    self._duplex = Duplex(client=False)
                 self._duplex.init_app(app)
             elif self._duplex is None:
                 self._duplex = duplex_state.duplex

@@ -163,6 +163,7 @@ class Duplex:
         *,
         message_queue: Any = None,
         channel: str | None = None,
+        client: bool = True,
     ) -> None:
         """
         Args:
@@ -175,9 +176,16 @@ class Duplex:
                 ``DUPLEX_CHANNEL``. A process with no app must give the
                 serving app's channel (``"flask-duplex:<import name>"`` unless
                 the app sets its own).
+            client: Serve the browser client, ``duplex.js``, on each app at
+                ``url_for("flask_duplex.client")`` (``/_duplex/duplex.js``).
+                With ``False``, the app gets only its own routes;
+                :func:`~flask_duplex.register_client` adds the client later.
         """
+        self._client = client
         self._routes: list[Route] = []
-        self._apps: weakref.WeakSet[Flask] = weakref.WeakSet()  # For routes added late.
+        # The apps served, oldest first, without keeping them alive: routes added
+        # late go onto each, and the newest is the default app (_app_or_none).
+        self._apps: list[weakref.ref[Flask]] = []
         self._message_queue = message_queue
         self._channel = channel
         self._publisher: Hub | None = None  # For a process with no app.
@@ -191,6 +199,8 @@ class Duplex:
 
     def init_app(self, app: Flask) -> None:
         """Register the WebSocket routes, the ``DUPLEX_*`` config defaults and ``duplex.js``.
+
+        ``duplex.js`` is registered unless the ``Duplex`` was made with ``client=False``.
 
         Calling it again for the same app does nothing.
 
@@ -224,8 +234,10 @@ class Duplex:
         app.extensions["duplex"] = state
         # An app dropped by its factory (tests make many) stops its tasks and hub.
         weakref.finalize(app, _stop_dropped_app, state.tasks, hub)
-        register_client(app)  # duplex.js, at url_for("flask_duplex.client")
-        self._apps.add(app)
+        if self._client:
+            register_client(app)  # duplex.js, at url_for("flask_duplex.client")
+        self._apps = [ref for ref in self._apps if ref() is not None]
+        self._apps.append(weakref.ref(app))
         shutdown.watch(state)
         for route in self._routes:
             self._add_rule(app, route)
@@ -448,10 +460,10 @@ class Duplex:
             publisher.close()
 
     def _app(self) -> Flask:
-        """The app to act on: the current app, else the only app.
+        """The app to act on (see :meth:`_app_or_none`).
 
         Raises:
-            RuntimeError: No app, or several and no app context.
+            RuntimeError: This ``Duplex`` serves no app yet.
         """
         app = self._app_or_none()
         if app is None:
@@ -459,20 +471,29 @@ class Duplex:
         return app
 
     def _app_or_none(self) -> Flask | None:
-        if has_app_context() and current_app.extensions.get("duplex") is not None:
+        """The app this ``Duplex`` acts on when none is named.
+
+        The app of the current app context, if this ``Duplex`` serves it; else
+        the app most recently given to :meth:`init_app` that is still alive.
+        The choice never depends on when the garbage collector runs: with the
+        app-factory pattern, the newest app is the one a test just made.
+        """
+        if has_app_context():
             candidate: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
-            if candidate.extensions["duplex"].duplex is self:
+            state = candidate.extensions.get("duplex")
+            if state is not None and state.duplex is self:
                 return candidate
-        apps = list(self._apps)
-        if len(apps) > 1:
-            raise RuntimeError(
-                "this Duplex serves several apps; call it inside an app context "
-                "(or use app.extensions['duplex'])"
-            )
-        return apps[0] if apps else None
+        for ref in reversed(self._apps):
+            app = ref()
+            if app is not None:
+                return app
+        return None
+
+    def _live_apps(self) -> list[Flask]:
+        return [app for app in (ref() for ref in self._apps) if app is not None]
 
     def _hub(self) -> tuple[Hub, Callable[[Any], str]]:
-        """The hub to publish with: the current app's, the only app's, or a publisher's."""
+        """The hub to publish with: the app's (see _app_or_none), or a publisher's."""
         app = self._app_or_none()
         if app is not None:
             state = _state(app)
@@ -497,21 +518,14 @@ class Duplex:
             http: A Flask test client whose cookies go with every handshake.
             timeout: Seconds any one step may take before the test fails.
 
-        The app is ``http``'s app, else the only app this ``Duplex`` serves, else
-        ``current_app``.
+        The app is ``http``'s app; else the app of the current app context;
+        else the app most recently given to :meth:`init_app` that is still
+        alive (with an app factory, the app the test just made).
+
+        Raises:
+            RuntimeError: This ``Duplex`` serves no app yet.
         """
-        if http is not None:
-            app = http.application
-        else:
-            apps = list(self._apps)
-            if len(apps) == 1:
-                app = apps[0]
-            elif has_app_context():
-                app = current_app._get_current_object()  # type: ignore[attr-defined]
-            else:
-                raise RuntimeError(
-                    "this Duplex serves several apps; use app.extensions['duplex'].test_client()"
-                )
+        app = http.application if http is not None else self._app()
         return _state(app).test_client(http, timeout=timeout)
 
     def route(
@@ -548,7 +562,7 @@ class Duplex:
                 self._add_rule(bp, route)
             else:
                 self._routes.append(route)
-                for app in list(self._apps):
+                for app in self._live_apps():
                     self._add_rule(app, route)
             return handler
 

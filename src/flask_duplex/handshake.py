@@ -128,11 +128,12 @@ def negotiate(
             lines += ["Sec-WebSocket-Extensions: ", answer, "\r\n"]
     subprotocol = None
     requested = environ.get("HTTP_SEC_WEBSOCKET_PROTOCOL")
-    if requested and options.subprotocols:
+    if requested is not None:  # Checked whenever present, as RFC 6455 4.2.1 asks.
         try:
-            subprotocol = _first_shared(options.subprotocols, parse_subprotocol(requested))
+            offered_protocols = parse_subprotocol(requested)
         except InvalidHandshake as exc:
             return _reject(http.HTTPStatus.BAD_REQUEST, f"Sec-WebSocket-Protocol: {exc}.")
+        subprotocol = _first_shared(options.subprotocols, offered_protocols)
         if subprotocol is not None:
             lines += ["Sec-WebSocket-Protocol: ", subprotocol, "\r\n"]
     lines.append("\r\n")

@@ -69,6 +69,60 @@ def test_attributes_and_endpoints_follow_flask_sock() -> None:
         assert url_for("late") == "ws://example.test/late"
 
 
+def user_rules(app: Flask) -> list[tuple[str, bool]]:
+    """The app's URL rules in the order Flask matches them, as (rule, websocket)."""
+    return [(rule.rule, rule.websocket) for rule in app.url_map._rules]
+
+
+def test_sock_on_an_app_adds_only_the_users_rule() -> None:
+    """Sock(app) then @sock.route: the only URL rule is the WebSocket one, as under flask-sock."""
+    app = Flask(__name__, static_folder=None)
+    sock = Sock(app)
+    sock.route("/ws")(echo)
+    assert sock.app is app and sock.bp is None
+    assert user_rules(app) == [("/ws", True)]
+
+
+def test_sock_init_app_adds_only_the_early_routes_rule() -> None:
+    """A route defined before init_app: after it, the app's only rule is that route."""
+    app = Flask(__name__, static_folder=None)
+    sock = Sock()
+    sock.route("/ws")(echo)
+    assert sock.app is None and sock.bp is not None
+    sock.init_app(app)
+    assert sock.app is app and sock.bp is not None
+    assert user_rules(app) == [("/ws", True)]
+
+
+def test_sock_blueprint_and_app_routes_keep_their_order() -> None:
+    """A blueprint route, then an app route: the rules are exactly those two, in that order."""
+    app = Flask(__name__, static_folder=None)
+    tools = Blueprint("tools", __name__)
+    sock = Sock()
+    sock.route("/ws", bp=tools)(echo)
+    assert sock.app is None and sock.bp is None
+    sock.init_app(app)
+    app.register_blueprint(tools, url_prefix="/tools")
+    assert sock.app is app and sock.bp is None
+    sock.route("/ws")(echo)
+    assert user_rules(app) == [("/tools/ws", True), ("/ws", True)]
+
+
+def test_browser_client_is_one_line_away_under_sock() -> None:
+    """Sock serves no duplex.js of its own; register_client(app) adds it at its endpoint."""
+    from flask_duplex import register_client
+
+    app = Flask(__name__, static_folder=None)
+    Sock(app)
+    assert "flask_duplex.client" not in app.view_functions
+    register_client(app)
+    response = app.test_client().get("/_duplex/duplex.js")
+    assert response.status_code == 200
+    assert response.mimetype == "text/javascript"
+    with app.test_request_context():
+        assert url_for("flask_duplex.client") == "/_duplex/duplex.js"
+
+
 def test_route_keyword_arguments_go_to_flask() -> None:
     """endpoint=, defaults= and strict_slashes= reach Flask's route()."""
     app = make_app()

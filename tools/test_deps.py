@@ -80,7 +80,9 @@ def run_row(uv: str, version: str, resolution: str, extra: list[str]) -> tuple[b
     venv = VENVS / f"py{version}-{resolution}"
     python = venv / "bin" / "python"
     env = {**os.environ, "UV_PYTHON_DOWNLOADS": "never", "VIRTUAL_ENV": str(venv)}
-    subprocess.run([uv, "venv", "--quiet", "--python", find_python(version), str(venv)], check=True)
+    subprocess.run(
+        [uv, "venv", "--quiet", "--clear", "--python", find_python(version), str(venv)], check=True
+    )
     install = [uv, "pip", "install", "--quiet", "--python", str(python)]
     strategy = "lowest-direct" if resolution == "lowest" else "highest"
     subprocess.run([*install, f"--resolution={strategy}", *requirements()], check=True, env=env)

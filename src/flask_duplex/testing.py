@@ -43,10 +43,12 @@ __all__ = ["TestClient", "TestConnection"]
 
 _MAX_HEAD = 65536
 
-# websockets 17 wants connect() in a with block unless legacy=True says otherwise;
-# older releases have no such flag.
+# websockets 17 wants connect() in a with block unless legacy=True says otherwise.
+# Older releases have no such flag, and set TCP_NODELAY on the socket they are
+# given unless told it is a Unix one (their unix_connect's own keyword), which
+# our socket pair is: the option fails there with EOPNOTSUPP.
 _DIRECT_CONNECT: dict[str, Any] = (
-    {"legacy": True} if "legacy" in inspect.signature(connect).parameters else {}
+    {"legacy": True} if "legacy" in inspect.signature(connect).parameters else {"unix": True}
 )
 
 

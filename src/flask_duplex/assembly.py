@@ -23,6 +23,7 @@ from websockets.frames import Frame, Opcode
 
 __all__ = ["Inbox", "Message"]
 
+#: A message as handlers see it: ``str`` from a text frame, ``bytes`` from a binary one.
 Message = str | bytes
 
 _TEXT = Opcode.TEXT

@@ -19,6 +19,7 @@ import os
 from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
+from .assembly import Message
 from .errors import ConnectionClosed, InvalidJSON
 from .lifecycle import Lifecycle, State
 from .outbox import Outgoing
@@ -28,9 +29,8 @@ if TYPE_CHECKING:
     from .hub import Hub
     from .pong import Pong
 
-__all__ = ["NORMAL_CLOSE_CODES", "Opener", "WebSocket", "check_close", "iterate"]
+__all__ = ["NORMAL_CLOSE_CODES", "Acceptor", "WebSocket", "check_close", "next_message"]
 
-Message = str | bytes
 
 # Close codes after which iterating over a connection ends without an error:
 # normal closure, going away, and a close frame without a code (what browsers
@@ -42,10 +42,10 @@ NORMAL_CLOSE_CODES = frozenset({1000, 1001, 1005})
 _NO_ROOMS: frozenset[str] = frozenset()
 
 
-class Opener(Protocol):
+class Acceptor(Protocol):
     """How a connection gets accepted: the server side of :meth:`WebSocket.accept`."""
 
-    def open(self, lifecycle: Lifecycle) -> tuple[Engine, bool]:
+    def accept(self, lifecycle: Lifecycle) -> tuple[Engine, bool]:
         """Take the socket over and queue the 101, once; return the engine and
         whether this call made it.
 
@@ -53,7 +53,7 @@ class Opener(Protocol):
             ConnectionClosed: The connection was rejected, or cannot open.
         """
 
-    def opened(self, ws: WebSocket) -> None:
+    def accepted(self, ws: WebSocket) -> None:
         """Register the new connection (hub, ``on_connect`` hooks)."""
 
 
@@ -76,12 +76,12 @@ class WebSocket:
     __slots__ = (
         "__dict__",
         "__weakref__",
+        "_acceptor",
         "_engine",
         "_hub",
         "_json_dumps",
         "_json_loads",
         "_lifecycle",
-        "_opener",
         "_rooms",
         "environ",
         "id",
@@ -90,7 +90,7 @@ class WebSocket:
 
     def __init__(
         self,
-        opener: Opener,
+        acceptor: Acceptor,
         *,
         id: str,
         environ: Mapping[str, Any],
@@ -103,7 +103,7 @@ class WebSocket:
         self.id = id
         self.environ = environ
         self.subprotocol = subprotocol
-        self._opener = opener
+        self._acceptor = acceptor
         self._lifecycle = lifecycle
         self._engine: Engine | None = None
         self._hub = hub
@@ -158,13 +158,13 @@ class WebSocket:
             ConnectionClosed: The connection was turned away or could not open.
         """
         if self._engine is None:
-            self._open()
+            self._accept()
 
-    def _open(self) -> Engine:
-        engine, made = self._opener.open(self._lifecycle)
+    def _accept(self) -> Engine:
+        engine, made = self._acceptor.accept(self._lifecycle)
         self._engine = engine
         if made:
-            self._opener.opened(self)
+            self._acceptor.accepted(self)
         return engine
 
     # -- messages -----------------------------------------------------------
@@ -183,7 +183,7 @@ class WebSocket:
             ConnectionClosed: The connection is closed and every message that
                 arrived before the close was already returned.
         """
-        return (self._engine or self._open()).receive(timeout)
+        return (self._engine or self._accept()).receive(timeout)
 
     def __iter__(self) -> Iterator[Message]:
         """Yield messages until the connection closes.
@@ -194,14 +194,10 @@ class WebSocket:
         return self  # No generator per connection: an idle one holds less.
 
     def __next__(self) -> Message:
-        try:
-            message = (self._engine or self._open()).receive(None)
-        except ConnectionClosed as exc:
-            if exc.code in NORMAL_CLOSE_CODES:
-                raise StopIteration from None
-            raise
-        assert message is not None
-        return message
+        return next_message(self._receive_blocking)
+
+    def _receive_blocking(self) -> Message | None:
+        return (self._engine or self._accept()).receive(None)
 
     def receive_json(self, timeout: float | None = None) -> Any:
         """Receive a message and decode it as JSON.
@@ -245,7 +241,7 @@ class WebSocket:
                 f"send() takes str or bytes-like, not {type(message).__name__}; "
                 "use send_json() to send other objects as JSON"
             )
-        (self._engine or self._open()).send(data, text)
+        (self._engine or self._accept()).send(data, text)
 
     def send_json(self, obj: Any) -> None:
         """Send ``obj`` encoded as JSON, in a text frame."""
@@ -265,7 +261,7 @@ class WebSocket:
             if not isinstance(message, str | bytes):
                 raise TypeError(f"send_nowait() takes str or bytes, not {type(message).__name__}")
             message = Outgoing(message)
-        (self._engine or self._open()).send_nowait(message)
+        (self._engine or self._accept()).send_nowait(message)
 
     def ping(self, data: bytes = b"") -> Pong:
         """Send a ping; the returned :class:`~flask_duplex.pong.Pong` is set when its pong comes.
@@ -284,7 +280,7 @@ class WebSocket:
         payload = bytes(data) or os.urandom(4)
         if len(payload) > 125:
             raise ValueError(f"a ping payload is at most 125 bytes, not {len(payload)}")
-        return (self._engine or self._open()).ping(payload)
+        return (self._engine or self._accept()).ping(payload)
 
     # -- closing ------------------------------------------------------------
 
@@ -299,7 +295,7 @@ class WebSocket:
                 bytes in UTF-8.
         """
         check_close(code, reason)
-        engine = self._engine or self._open_quietly()
+        engine = self._engine or self._accept_quietly()
         if engine is not None:
             engine.close(code, reason)
 
@@ -313,13 +309,13 @@ class WebSocket:
             ValueError: As for :meth:`close`.
         """
         check_close(code, reason)
-        engine = self._engine or self._open_quietly()
+        engine = self._engine or self._accept_quietly()
         if engine is not None:
             engine.close_nowait(code, reason)
 
-    def _open_quietly(self) -> Engine | None:
+    def _accept_quietly(self) -> Engine | None:
         try:
-            return self._open()
+            return self._accept()
         except ConnectionClosed:
             return None  # Turned away or gone: nothing to close.
 
@@ -348,7 +344,7 @@ class WebSocket:
         if len(encoded) > 1024:
             raise ValueError(f"info is {len(encoded)} bytes once encoded; at most 1024")
         if self._engine is None:
-            self._open()
+            self._accept()
         if self._hub.join(self, room, encoded):
             self._rooms = self._rooms | {room}
 
@@ -358,17 +354,22 @@ class WebSocket:
             self._rooms = self._rooms - {room}
 
 
-def iterate(receive: Callable[[], Message | None]) -> Iterator[Message]:
-    """Yield what ``receive()`` returns until a close; quietly on a normal close code."""
-    while True:
-        try:
-            message = receive()
-        except ConnectionClosed as exc:
-            if exc.code in NORMAL_CLOSE_CODES:
-                return
-            raise
-        assert message is not None
-        yield message
+def next_message(receive: Callable[[], Message | None]) -> Message:
+    """The next message from ``receive()``: the one rule of ``for message in ws``.
+
+    Raises:
+        StopIteration: The connection closed with a code of
+            :data:`NORMAL_CLOSE_CODES` (the loop ends quietly).
+        ConnectionClosed: It closed with any other code.
+    """
+    try:
+        message = receive()
+    except ConnectionClosed as exc:
+        if exc.code in NORMAL_CLOSE_CODES:
+            raise StopIteration from None
+        raise
+    assert message is not None
+    return message
 
 
 def check_close(code: int, reason: str) -> None:

@@ -55,7 +55,7 @@ from .errors import ConnectionClosed
 from .keepalive import Keepalive
 from .lifecycle import Lifecycle, State
 from .options import Options
-from .outbox import Outbox, Outgoing, shutdown
+from .outbox import Outbox, Outgoing, shutdown_socket
 from .pong import Pong
 from .reactor import EVENT_READ, EVENT_WRITE, Reactor, Timer
 from .reading import RECV_SIZE, Reader, Reading, recv
@@ -133,7 +133,7 @@ class Engine:
         self._waiters = 0  # threads waiting on _input_ready: notify only if any
         self._outbox = Outbox(sock, self._lock, reactor.wait, self._update_watch)
         self._inbox = Inbox(options.max_inbox, options.max_inbox_bytes)
-        self._reading = Reading(reactor, self._rearm, reactor.direct_reads)
+        self._reading = Reading(reactor, self._rearm, reactor.handlers_read)
         self._pings: dict[bytes, Pong] | None = None  # Made by the first ping.
         self._events = 0  # what the reactor watches the socket for
         self._deadline: Timer | None = None  # close_timeout, once out of OPEN
@@ -161,7 +161,7 @@ class Engine:
         self._flush(block=False)
         with self._lock:
             self._reading.start()
-        if not reactor.direct_reads:
+        if not reactor.handlers_read:
             self._start_keepalive()
         # Else at the reactor's first tick (_rearm): a connection that ends
         # within it, as many do, never schedules a ping.
@@ -180,10 +180,10 @@ class Engine:
             while True:
                 if self._inbox.count:
                     return self._pop()
-                if not self._lifecycle.reading:
+                if not self._lifecycle.input_open:
                     raise self._closed_error()
                 reading = self._reading
-                if reading.reader is not _HANDLER and self._reactor.direct_reads:
+                if reading.reader is not _HANDLER and self._reactor.handlers_read:
                     reading.reader = _HANDLER  # This thread reads the socket now.
                     if self._events & EVENT_READ:  # The reactor was reading it.
                         self._update_watch()
@@ -240,7 +240,7 @@ class Engine:
                 self._outbox.drop_waiting()
                 self._fail_locked(1013, "too slow: outbound queue full")
                 # Wake a handler blocked reading this socket: nothing more is read.
-                shutdown(self._sock, socket.SHUT_RD)
+                shutdown_socket(self._sock, socket.SHUT_RD)
                 overflowed = True
                 chunks: list[bytes] = []
                 claimed = False  # The close frame is queued.
@@ -276,12 +276,12 @@ class Engine:
         calling thread reads the peer's answer itself when it can, as
         ``receive()`` does.
         """
-        self._start_close(code, reason, reactor_reads=not self._reactor.direct_reads)
+        self._start_close(code, reason, reactor_reads=not self._reactor.handlers_read)
         deadline = time.monotonic() + self._options.close_timeout
         done = False
         with self._lock:
             while not done:
-                if not self._lifecycle.reading:
+                if not self._lifecycle.input_open:
                     done = True
                 elif self._may_read_here():
                     self._reading.claim()
@@ -329,7 +329,7 @@ class Engine:
                 return  # The socket is the server's again.
             self._input_ended()
             # Under the lock, so that finish() cannot hand the socket back meanwhile.
-            shutdown(self._sock, socket.SHUT_RDWR)
+            shutdown_socket(self._sock, socket.SHUT_RDWR)
 
     def finish(self) -> None:
         """The handler is done: end the connection and give the socket back to the server.
@@ -352,7 +352,7 @@ class Engine:
         if not drained:
             # The peer stopped reading: drop it. A write waiting on its socket
             # now fails at once and lets go of the outbox.
-            shutdown(self._sock, socket.SHUT_RDWR)
+            shutdown_socket(self._sock, socket.SHUT_RDWR)
             try:
                 self._outbox.drain(timeout)
             except OSError:
@@ -377,10 +377,6 @@ class Engine:
                 self._deadline.cancel()
             self._update_watch()
 
-    def closed_error(self) -> ConnectionClosed:
-        """The :class:`ConnectionClosed` that tells how this connection ended."""
-        return self._closed_error()
-
     # -- what keepalive calls (keepalive.Pinged) ---------------------------------
 
     def keepalive_ping(self, payload: bytes) -> Pong | None:
@@ -404,7 +400,7 @@ class Engine:
         return time.monotonic() - self._resumed_at < seconds
 
     @property
-    def open(self) -> bool:
+    def is_open(self) -> bool:
         return self._lifecycle.state is _OPEN
 
     # -- what the protocol calls while it parses (wire.FrameSink) ----------------
@@ -481,15 +477,15 @@ class Engine:
         # Lock held: the next message, the end, or None to read on.
         if self._inbox.count:
             return self._pop()
-        return None if self._lifecycle.reading else self._closed_error()
+        return None if self._lifecycle.input_open else self._closed_error()
 
     def _input_is_over(self) -> bool | None:
         # Lock held.
-        return None if self._lifecycle.reading else True
+        return None if self._lifecycle.input_open else True
 
     def _may_read_here(self) -> bool:
         # Lock held: whether the calling thread may read the socket now.
-        return self._reactor.direct_reads and self._reading.reader is not _HANDLER
+        return self._reactor.handlers_read and self._reading.reader is not _HANDLER
 
     def _on_ready(self, mask: int) -> None:
         # Reactor thread: never block here.
@@ -501,7 +497,7 @@ class Engine:
         if not mask & EVENT_READ:
             return
         with self._lock:
-            if self._reading.reader is not _REACTOR or not self._lifecycle.reading:
+            if self._reading.reader is not _REACTOR or not self._lifecycle.input_open:
                 return
             data = recv(self._sock)
             if data is None:
@@ -528,7 +524,7 @@ class Engine:
         if answer:
             self._outbox.add(answer)
         lifecycle = self._lifecycle
-        if lifecycle.reading:
+        if lifecycle.input_open:
             received = protocol.close_rcvd
             if received is not None:
                 lifecycle.received = (int(received.code), received.reason)
@@ -558,12 +554,12 @@ class Engine:
 
     def _closed_or_free(self) -> bool:
         # A waiting close() has something to do: input ended, or the socket is free.
-        return not self._lifecycle.reading or self._may_read_here()
+        return not self._lifecycle.input_open or self._may_read_here()
 
     def _may_go_on(self) -> bool:
         # A waiting receive() or close() has something to do: a message, the
         # end of input, or the socket free to read.
-        return bool(self._inbox.count) or not self._lifecycle.reading or self._may_read_here()
+        return bool(self._inbox.count) or not self._lifecycle.input_open or self._may_read_here()
 
     # -- writing ------------------------------------------------------------
 
@@ -607,7 +603,7 @@ class Engine:
     def _fail_locked(self, code: int, reason: str) -> None:
         """Fail the connection (RFC 6455 7.1.7): a close frame, then no more reading."""
         lifecycle = self._lifecycle
-        if not lifecycle.reading:
+        if not lifecycle.input_open:
             return
         self._protocol.fail(code, reason)
         self._outbox.add(self._protocol.data_to_send())
@@ -619,7 +615,7 @@ class Engine:
     def _input_ended(self) -> None:
         """Nothing more will be read (lock held): CLOSED, with the deadline running."""
         lifecycle = self._lifecycle
-        if not lifecycle.reading:
+        if not lifecycle.input_open:
             return
         if lifecycle.state is _OPEN:
             self._left_open()

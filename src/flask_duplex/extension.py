@@ -18,7 +18,7 @@ from .browser import register_client
 from .channels import Channels, Subscription
 from .connection import WebSocket, check_close
 from .hub import Hub, create_hub, encode_message
-from .options import CONFIG_PREFIX, AppSettings, Options, check_names
+from .options import AppSettings, Options, check_names, config_defaults
 from .serving import Hook, compact_dumps, serve
 from .tasks import DeploymentTask, Task, Tasks
 from .tasks import sleep as task_sleep
@@ -35,8 +35,6 @@ F = TypeVar("F", bound=Handler)
 H = TypeVar("H", bound=Hook)
 T = TypeVar("T")
 Exclude = WebSocket | str | Iterable[WebSocket | str] | None
-
-_OPTION_DEFAULTS = {field.name: field.default for field in dataclasses.fields(Options)}
 
 
 @dataclasses.dataclass(eq=False)
@@ -216,9 +214,7 @@ class Duplex:
                 "this app already has a Flask-Duplex extension; use that one "
                 "(app.extensions['duplex'].duplex) instead of a second Duplex"
             )
-        for name, default in _OPTION_DEFAULTS.items():
-            app.config.setdefault(CONFIG_PREFIX + name.upper(), default)
-        for key, default in AppSettings.config_defaults(app.import_name).items():
+        for key, default in config_defaults(app.import_name).items():
             app.config.setdefault(key, default)
         Options.from_config(app.config)
         settings = AppSettings.from_config(

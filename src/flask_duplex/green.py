@@ -24,7 +24,7 @@ from typing import Any, Literal, TypeVar, cast
 __all__ = [
     "Kind",
     "Wait",
-    "handlers_read_sockets",
+    "handlers_read",
     "kind",
     "patched",
     "run_in_thread",
@@ -59,7 +59,7 @@ def kind() -> Kind | None:
     return None
 
 
-def handlers_read_sockets() -> bool:
+def handlers_read() -> bool:
     """Whether a handler may read its own socket while the reactor also watches it.
 
     eventlet's hub refuses two greenthreads waiting on one socket, so there the

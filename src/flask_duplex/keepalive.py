@@ -35,7 +35,7 @@ class Pinged(Protocol):
         """Whether reading waits for room in the inbox, or did within ``seconds``."""
 
     @property
-    def open(self) -> bool:
+    def is_open(self) -> bool:
         """Whether the connection is open."""
 
 
@@ -68,7 +68,7 @@ class Keepalive:
             self._timer = self._reactor.call_later(self._timeout, self._check_pong)
 
     def _check_pong(self) -> None:
-        if not self._conn.open:
+        if not self._conn.is_open:
             return
         if self._pong is not None and not self._pong.is_set():
             assert self._timeout is not None

@@ -72,13 +72,13 @@ class IllegalTransition(RuntimeError):
 class Lifecycle:
     """One connection's state, and the close frames that decide its close code."""
 
-    __slots__ = ("failed", "reading", "received", "sent", "state")
+    __slots__ = ("failed", "input_open", "received", "sent", "state")
 
     def __init__(self) -> None:
         self.state = State.CONNECTING
         #: Whether the socket may still bring frames (OPEN or CLOSING); kept
         #: with the state, as it is read on every message.
-        self.reading = False
+        self.input_open = False
         #: The peer's close frame, as (code, reason), once received.
         self.received: tuple[int, str] | None = None
         #: This side's close frame, as (code, reason), once queued.
@@ -95,7 +95,7 @@ class Lifecycle:
         if new not in _ALLOWED[self.state]:
             raise IllegalTransition(f"a connection cannot go from {self.state} to {new}")
         self.state = new
-        self.reading = new is State.OPEN or new is State.CLOSING
+        self.input_open = new is State.OPEN or new is State.CLOSING
 
     def advance(self, new: State) -> None:
         """Go to ``new`` if it lies ahead of the current state; otherwise stay.
@@ -110,10 +110,6 @@ class Lifecycle:
         if new is State.FINISHED and self.state is not State.CLOSED:
             self.move(State.CLOSED)
         self.move(new)
-
-    @property
-    def open(self) -> bool:
-        return self.state is State.OPEN
 
     @property
     def close_code(self) -> int | None:

@@ -10,7 +10,7 @@ import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-__all__ = ["CONFIG_PREFIX", "AppSettings", "Options"]
+__all__ = ["CONFIG_PREFIX", "AppSettings", "Options", "config_defaults"]
 
 CONFIG_PREFIX = "DUPLEX_"
 
@@ -173,15 +173,6 @@ class AppSettings:
             raise ValueError(f"DUPLEX_CHANNEL must be a non-empty string, not {self.channel!r}")
 
     @classmethod
-    def config_defaults(cls, import_name: str) -> dict[str, Any]:
-        """The ``DUPLEX_*`` defaults for an app with this import name."""
-        values = {
-            CONFIG_PREFIX + field.name.upper(): field.default for field in dataclasses.fields(cls)
-        }
-        values["DUPLEX_CHANNEL"] = f"flask-duplex:{import_name}"
-        return values
-
-    @classmethod
     def from_config(cls, config: Mapping[str, Any], **overrides: Any) -> AppSettings:
         """Read the settings from an app config; ``overrides`` that are not ``None`` win.
 
@@ -194,3 +185,18 @@ class AppSettings:
         }
         values.update({name: value for name, value in overrides.items() if value is not None})
         return cls(**values)
+
+
+def config_defaults(import_name: str) -> dict[str, Any]:
+    """Every ``DUPLEX_*`` config key with its default, for an app with this import name.
+
+    The per-route options (:class:`Options`) and the per-app settings
+    (:class:`AppSettings`); the channel is named after the app.
+    """
+    values = {
+        CONFIG_PREFIX + field.name.upper(): field.default
+        for settings in (Options, AppSettings)
+        for field in dataclasses.fields(settings)
+    }
+    values[CONFIG_PREFIX + "CHANNEL"] = f"flask-duplex:{import_name}"
+    return values

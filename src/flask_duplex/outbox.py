@@ -56,7 +56,7 @@ from websockets.frames import Frame, Opcode
 from .green import Wait
 from .tls import is_tls
 
-__all__ = ["NOT_YET", "Outbox", "Outgoing", "shutdown"]
+__all__ = ["NOT_YET", "Outbox", "Outgoing", "shutdown_socket"]
 
 # What a non-blocking socket raises for "not now, try again when ready". A TLS
 # socket raises the ssl ones, for a record only partly arrived or a write that
@@ -297,7 +297,7 @@ class Outbox:
             rest, rest_partial = self._send_run(chunks[start:index], partial and start == 0, block)
             if rest:
                 return [*rest, *chunks[index:]], rest_partial
-            shutdown(self._sock, socket.SHUT_WR)
+            shutdown_socket(self._sock, socket.SHUT_WR)
             self.write_shut = True
             start = index + 1
         return self._send_run(chunks[start:], partial and start == 0, block)
@@ -351,7 +351,7 @@ def _send_all(sock: socket.socket, data: bytes | memoryview, wait: Wait | None) 
     return total
 
 
-def shutdown(sock: socket.socket, how: int) -> None:
+def shutdown_socket(sock: socket.socket, how: int) -> None:
     """Shut down the TCP connection under ``sock``, TLS or not; ignore a dead socket."""
     try:
         if is_tls(sock):

@@ -1,7 +1,7 @@
 """One background thread per process that watches sockets and runs timers.
 
 A connection's socket is read by one of two parties, never both at once (see
-the ownership notes at the top of ``connection.py``): the handler's own thread
+``reading.py``, which owns the handover between them): the handler's own thread
 while it waits in ``receive()``, or this reactor while the handler is busy
 elsewhere. The reactor is what answers pings, completes closing handshakes and
 sends keepalive pings for every connection whose handler is not reading, with a
@@ -92,7 +92,7 @@ class Reactor:
         # registration made while the loop waits; the other selectors (gevent's,
         # eventlet's green select) collect their file descriptors when a wait
         # starts, so the loop is woken to notice a change.
-        self.direct_reads = green.handlers_read_sockets()
+        self.handlers_read = green.handlers_read()
         self.wait: Wait = green.wait_function()
         self._rearm: collections.deque[Callable[[], None]] = collections.deque()
         # Callbacks from signal handlers, which may take no lock (deque.append is atomic).
@@ -151,11 +151,6 @@ class Reactor:
         if wake:  # Only a timer due before the loop looks again needs a wake-up.
             self._wake()
         return timer
-
-    @property
-    def timer_count(self) -> int:
-        """Timers in the heap, cancelled ones included (for tests and diagnostics)."""
-        return len(self._timers)
 
     def timer_cancelled(self) -> None:
         """Count a cancelled timer; when they are most of the heap, drop them from it.

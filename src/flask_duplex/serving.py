@@ -87,9 +87,9 @@ def serve(
         return Response(result.body, result.status, result.headers)
 
     lifecycle = Lifecycle()
-    opening = Opening(app, state, route, adapter, result, options, lifecycle)
+    upgrade = Upgrade(app, state, route, adapter, result, options, lifecycle)
     ws = WebSocket(
-        opening,
+        upgrade,
         id=next_id(),
         environ=environ,
         subprotocol=result.protocol.subprotocol,
@@ -98,27 +98,27 @@ def serve(
         json_dumps=state.json_dumps,
         json_loads=app.json.loads,
     )
-    del result  # The opening keeps what accepting needs.
+    del result  # The Upgrade keeps what accepting needs.
     try:
         try:
             returned = route.handler(ws, **view_args)
         except Exception as exc:
-            if opening.reject():
+            if upgrade.reject():
                 raise  # Not accepted: Flask answers, as for a view (401, 500, ...).
             _handler_failed(app, ws, exc)
         else:
-            if returned is not None and opening.reject():
+            if returned is not None and upgrade.reject():
                 return returned  # A response instead of a connection (a redirect).
             ws.close(1000)
     finally:
-        opening.finish(ws)
-    if opening.refused:
+        upgrade.finish(ws)
+    if upgrade.refused:
         return _shutting_down()
     return adapter.response_after_close(environ)
 
 
-class Opening:
-    """One upgrade request on its way to a connection: the :class:`Opener` of its WebSocket."""
+class Upgrade:
+    """One upgrade request on its way to a connection: the :class:`Acceptor` of its WebSocket."""
 
     __slots__ = (
         "_accepted",
@@ -170,7 +170,7 @@ class Opening:
         #: Accepting was refused: the server is shutting down.
         self.refused = False
 
-    def open(self, lifecycle: Lifecycle) -> tuple[Engine, bool]:
+    def accept(self, lifecycle: Lifecycle) -> tuple[Engine, bool]:
         with self._lock:
             if self._engine is not None:
                 return self._engine, False
@@ -197,7 +197,7 @@ class Opening:
             self._state.connection_opened()
             return engine, True
 
-    def opened(self, ws: WebSocket) -> None:
+    def accepted(self, ws: WebSocket) -> None:
         self._state.hub.add(ws)
         hooks = self._state.duplex.connect_hooks
         if not hooks:

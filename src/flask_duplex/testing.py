@@ -31,7 +31,7 @@ from websockets.sync.client import ClientConnection, connect
 from websockets.typing import Subprotocol
 from werkzeug.test import EnvironBuilder
 
-from .connection import iterate
+from .connection import next_message
 from .errors import ConnectionClosed, HandshakeRejected
 from .servers.testing import PREFETCHED_KEY, SOCKET_KEY
 
@@ -197,7 +197,10 @@ class TestConnection:
         self._client.close(code, reason)
 
     def __iter__(self) -> Iterator[str | bytes]:
-        return iterate(self.receive)
+        return self
+
+    def __next__(self) -> str | bytes:
+        return next_message(self.receive)
 
     def __enter__(self) -> TestConnection:
         return self

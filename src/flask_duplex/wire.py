@@ -112,11 +112,6 @@ class ServerProtocol(Protocol):
         next(self.parser)
 
     @property
-    def parse_paused(self) -> bool:
-        """Whether parsing waits, held, at the start of a frame."""
-        return self._input.paused
-
-    @property
     def parse_held(self) -> bool:
         """Whether parsing is held (see :meth:`hold_parsing`)."""
         return self._input.holding
@@ -132,10 +127,6 @@ class ServerProtocol(Protocol):
             reader.release()
             if reader.paused:
                 next(self.parser)
-
-    def buffered(self) -> int:
-        """Bytes received and not parsed yet."""
-        return len(self._input.buffer)
 
     def recv_frame(self, frame: Frame) -> None:
         sink = self.sink

@@ -8,11 +8,10 @@ import threading
 from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
+from ..assembly import Message
 from ..outbox import Outgoing
 
 __all__ = ["Hub", "Member", "encode_message"]
-
-Message = str | bytes
 
 
 class Member(Protocol):
@@ -62,7 +61,7 @@ class Hub(abc.ABC):
         # What each member said about itself in each room (JSON text), for presence().
         self._info: dict[tuple[str, str], str] = {}
 
-    # -- connections and rooms (called by the engine) -----------------------
+    # -- connections and rooms (called through the WebSocket and serving.py) ---
 
     def add(self, member: Member) -> None:
         with self._lock:
@@ -104,10 +103,6 @@ class Hub(abc.ABC):
             rooms.discard(room)
             self._discard(room, member)
         return True
-
-    def rooms_of(self, member: Member) -> frozenset[str]:
-        with self._lock:
-            return frozenset(self._member_rooms.get(member.id, ()))
 
     def _discard(self, room: str, member: Member) -> None:
         # Lock held.

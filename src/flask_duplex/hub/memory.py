@@ -5,7 +5,8 @@ from __future__ import annotations
 import threading
 import time
 
-from .base import Hub, Message
+from ..assembly import Message
+from .base import Hub
 
 __all__ = ["MemoryHub"]
 

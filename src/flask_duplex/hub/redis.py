@@ -55,8 +55,9 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from ..assembly import Message
 from ..errors import BackendUnavailable
-from .base import Hub, Message
+from .base import Hub
 
 if TYPE_CHECKING:
     from .base import Member

@@ -12,22 +12,22 @@ The engine ties together the parts that each own one concern:
   reactor), and the handover between them.
 * ``outbox.py``: who writes, in order, one writer at a time, without ever
   making the reactor or a broadcast wait on a slow peer.
-* ``lifecycle.py``: the connection's state, and the close code it reports.
+* ``lifecycle.py``: the rules of the connection's life: every state
+  transition and every close code. The engine reports each event to it (a
+  close, a failure, what the parser saw, the end of the stream) and carries
+  out the actions it answers with in one method, :meth:`Engine._apply`.
 * ``keepalive.py``: pings and their deadline.
 
-What the engine itself decides is what happens at each step of a
-connection's life, in particular how it ends:
+What the engine itself does is the I/O around those rules:
 
-* The peer closes: its close frame is echoed at once and the socket's write
-  side is shut down after it (websockets queues both); the connection is
-  CLOSED, and ``receive()`` raises :class:`ConnectionClosed` once the
-  messages that came before the close are returned.
+* The peer closes: websockets queues the echo of its close frame and the end
+  of the write side; the lifecycle ends input, and ``receive()`` raises
+  :class:`ConnectionClosed` once the messages that came before the close are
+  returned.
 * This side closes (``close()``, the handler returning, a shutdown's 1001):
-  a close frame is queued, and the connection is CLOSING until the peer's
-  answer. Data frames that still come are dropped.
-* This side fails the connection (invalid UTF-8, a message too big, a
-  keepalive timeout, a client too slow for broadcasts): a close frame with the
-  reason's code, the write side shut down after it, nothing more read.
+  the close frame is queued, and data frames that still come are dropped.
+* This side fails the connection (a keepalive timeout, a client too slow for
+  broadcasts): the close frame is queued, nothing more is read.
 * Every path out of OPEN arms one deadline, ``close_timeout``: when it
   passes, the TCP connection is dropped whatever the peer does. That is what
   frees a sender blocked on a peer that stopped reading, and it is the only
@@ -48,12 +48,11 @@ from types import EllipsisType
 from typing import Any, cast
 
 from websockets.frames import Frame, Opcode
-from websockets.protocol import State as ProtocolState
 
 from .assembly import Inbox, Message
 from .errors import ConnectionClosed
 from .keepalive import Keepalive
-from .lifecycle import Lifecycle, State
+from .lifecycle import INPUT_ENDED, LEFT_OPEN, SEND, Lifecycle, State
 from .options import Options
 from .outbox import Outbox, Outgoing, shutdown_socket
 from .pong import Pong
@@ -66,7 +65,7 @@ __all__ = ["Engine"]
 
 logger = logging.getLogger("flask_duplex")
 
-_OPEN, _CLOSING, _CLOSED, _FINISHED = State.OPEN, State.CLOSING, State.CLOSED, State.FINISHED
+_OPEN, _CLOSING, _FINISHED = State.OPEN, State.CLOSING, State.FINISHED
 _REACTOR, _HANDLER = Reader.REACTOR, Reader.HANDLER
 _PONG = Opcode.PONG
 
@@ -153,7 +152,7 @@ class Engine:
             pass  # Not TCP, e.g. a Unix socket.
         protocol.sink = self
         with self._lock:
-            lifecycle.move(_OPEN)
+            lifecycle.accept()
             self._outbox.add([response])
             if prefetched:
                 self._feed(prefetched)
@@ -238,7 +237,7 @@ class Engine:
             options = self._options
             if self._outbox.overflowing(options.max_queue, options.max_queue_bytes):
                 self._outbox.drop_waiting()
-                self._fail_locked(1013, "too slow: outbound queue full")
+                self._apply(self._lifecycle.fail(1013, "too slow: outbound queue full"))
                 # Wake a handler blocked reading this socket: nothing more is read.
                 shutdown_socket(self._sock, socket.SHUT_RD)
                 overflowed = True
@@ -304,13 +303,10 @@ class Engine:
 
     def _start_close(self, code: int, reason: str, reactor_reads: bool) -> None:
         with self._lock:
-            if self._lifecycle.state is not _OPEN:
-                return
-            self._protocol.send_close(code, reason)
-            self._outbox.add(self._protocol.data_to_send())
-            self._lifecycle.sent = (code, reason)
-            self._lifecycle.move(_CLOSING)
-            self._left_open()
+            actions = self._lifecycle.close(code, reason)
+            if not actions:
+                return  # Not open: closing, closed, or never accepted.
+            self._apply(actions)
             if reactor_reads:
                 # The peer's answer must be read now, not at the reactor's next tick.
                 self._reading.take_back()
@@ -327,7 +323,7 @@ class Engine:
         with self._lock:
             if self._lifecycle.state is _FINISHED:
                 return  # The socket is the server's again.
-            self._input_ended()
+            self._apply(self._lifecycle.input_ended())
             # Under the lock, so that finish() cannot hand the socket back meanwhile.
             shutdown_socket(self._sock, socket.SHUT_RDWR)
 
@@ -342,7 +338,7 @@ class Engine:
         if self._keepalive is not None:
             self._keepalive.cancel()
         with self._lock:
-            self._input_ended()
+            self._apply(self._lifecycle.input_ended())
         timeout = self._options.close_timeout
         try:
             drained = self._outbox.drain(timeout)
@@ -372,7 +368,7 @@ class Engine:
             except OSError:
                 pass
         with self._lock:
-            self._lifecycle.advance(_FINISHED)
+            self._lifecycle.finish()
             if self._deadline is not None:
                 self._deadline.cancel()
             self._update_watch()
@@ -389,7 +385,7 @@ class Engine:
 
     def keepalive_failed(self) -> None:
         with self._lock:
-            self._fail_locked(1011, "keepalive ping timeout")
+            self._apply(self._lifecycle.fail(1011, "keepalive ping timeout"))
         self._flush(block=False)
         self.abort()
 
@@ -525,17 +521,9 @@ class Engine:
             self._outbox.add(answer)
         lifecycle = self._lifecycle
         if lifecycle.input_open:
-            received = protocol.close_rcvd
-            if received is not None:
-                lifecycle.received = (int(received.code), received.reason)
-                self._input_ended()
-            elif protocol.parser_exc is not None or protocol.state is ProtocolState.CLOSED:
-                sent = protocol.close_sent
-                if sent is not None and lifecycle.sent is None:
-                    # websockets failed the connection: 1002, 1007, 1009.
-                    lifecycle.sent = (int(sent.code), sent.reason)
-                    lifecycle.failed = True
-                self._input_ended()
+            ended = lifecycle.data_received()
+            if ended:
+                self._apply(ended)
         if self._waiters:
             self._notify_input()
 
@@ -600,39 +588,24 @@ class Engine:
 
     # -- ending -------------------------------------------------------------
 
-    def _fail_locked(self, code: int, reason: str) -> None:
-        """Fail the connection (RFC 6455 7.1.7): a close frame, then no more reading."""
-        lifecycle = self._lifecycle
-        if not lifecycle.input_open:
-            return
-        self._protocol.fail(code, reason)
-        self._outbox.add(self._protocol.data_to_send())
-        if lifecycle.sent is None:
-            lifecycle.sent = (code, reason)
-            lifecycle.failed = True
-        self._input_ended()
-
-    def _input_ended(self) -> None:
-        """Nothing more will be read (lock held): CLOSED, with the deadline running."""
-        lifecycle = self._lifecycle
-        if not lifecycle.input_open:
-            return
-        if lifecycle.state is _OPEN:
-            self._left_open()
-        lifecycle.move(_CLOSED)
-        if self._pings:
-            error = self._closed_error()
-            for pong in self._pings.values():
-                pong.fail(error)
-            self._pings.clear()
-        self._notify_input()
-        self._update_watch()
-
-    def _left_open(self) -> None:
-        # Lock held, on the way out of OPEN: the close deadline starts.
-        if self._keepalive is not None:
-            self._keepalive.cancel()
-        self._deadline = self._reactor.call_later(self._options.close_timeout, self._expire)
+    def _apply(self, actions: int) -> None:
+        """Carry out what the lifecycle decided (lock held): the one place its actions act."""
+        if actions & SEND:
+            chunks = self._protocol.data_to_send()
+            if chunks:
+                self._outbox.add(chunks)
+        if actions & LEFT_OPEN:
+            if self._keepalive is not None:
+                self._keepalive.cancel()
+            self._deadline = self._reactor.call_later(self._options.close_timeout, self._expire)
+        if actions & INPUT_ENDED:
+            if self._pings:
+                error = self._closed_error()
+                for pong in self._pings.values():
+                    pong.fail(error)
+                self._pings.clear()
+            self._notify_input()
+            self._update_watch()
 
     def _expire(self) -> None:
         # Reactor thread, close_timeout after the connection left OPEN.

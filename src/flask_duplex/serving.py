@@ -86,7 +86,7 @@ def serve(
     if isinstance(result, Rejected):
         return Response(result.body, result.status, result.headers)
 
-    lifecycle = Lifecycle()
+    lifecycle = Lifecycle(result.protocol)
     upgrade = Upgrade(app, state, route, adapter, result, options, lifecycle)
     ws = WebSocket(
         upgrade,
@@ -177,7 +177,7 @@ class Upgrade:
             if lifecycle.state is not State.CONNECTING or self._accepted is None:
                 raise ConnectionClosed(1006, "the connection was not accepted")
             if self._state.draining:
-                lifecycle.move(State.CLOSED)
+                lifecycle.reject()
                 self.refused = True
                 raise ConnectionClosed(1001, "server shutting down")
             accepted, self._accepted = self._accepted, None
@@ -215,9 +215,8 @@ class Upgrade:
     def reject(self) -> bool:
         """Turn the client away before accepting; False if the connection was accepted."""
         with self._lock:
-            if self._lifecycle.state is not State.CONNECTING:
+            if not self._lifecycle.reject():
                 return False
-            self._lifecycle.move(State.CLOSED)
             self._accepted = None
             return True
 

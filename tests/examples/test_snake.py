@@ -364,19 +364,21 @@ def test_arrows_wasd_swipes_and_buttons_steer_but_not_while_typing(
 
 # -- abuse, over raw sockets ----------------------------------------------------
 
-BAD_MESSAGES: list[tuple[Any, str]] = [
-    ({"type": "score", "score": 9999}, "scores are counted by the server"),
-    ({"type": "play", "name": "cheater", "score": 9999}, "scores are counted by the server"),
-    ({"type": "turn", "direction": "up", "score": 1}, "scores are counted by the server"),
-    ("{not json", "not JSON"),
-    ("[" * 100_000, "not JSON"),
-    (b"\x00\x01 a binary frame", "binary frames are not accepted"),
-    ({"type": "teleport", "x": 3}, "unknown message type"),
-    ([1, 2, 3], "a JSON object"),
-    ({"type": "turn", "direction": "sideways"}, "direction is"),
-    ({"type": "play", "name": ""}, "name is"),
-    ({"type": "play", "name": "ok", "mode": "god"}, "mode is"),
-    ({"type": "turn", "direction": "up"}, "press play first"),
+# What a page may not send, the error's code, the type of request it answers, and a bit of its text.
+BAD_MESSAGES: list[tuple[Any, str, str | None, str]] = [
+    ({"type": "score", "score": 9999}, "bad_field", "score", "scores are counted by the server"),
+    ({"type": "play", "name": "cheater", "score": 1}, "bad_field", "play", "scores are counted"),
+    ({"type": "turn", "direction": "up", "score": 1}, "bad_field", "turn", "scores are counted"),
+    ({"type": "play", "name": "ok", "color": "red"}, "bad_field", "play", "'color'"),
+    ("{not json", "bad_json", None, "not JSON"),
+    ("[" * 100_000, "bad_json", None, "not JSON"),
+    (b"\x00\x01 a binary frame", "bad_json", None, "binary"),
+    ({"type": "teleport", "x": 3}, "unknown_type", "teleport", "play or turn"),
+    ([1, 2, 3], "bad_json", None, "a JSON object"),
+    ({"type": "turn", "direction": "sideways"}, "bad_direction", "turn", "up, down, left or right"),
+    ({"type": "play", "name": ""}, "bad_name", "play", "name is"),
+    ({"type": "play", "name": "ok", "mode": "god"}, "bad_mode", "play", "multi or solo"),
+    ({"type": "turn", "direction": "up"}, "not_playing", "turn", "press play first"),
 ]
 
 
@@ -385,10 +387,12 @@ def test_bad_messages_get_an_error_and_change_nothing(
 ) -> None:
     """Score claims, bad JSON, binary, unknown types: an error back; game, leaderboard unchanged."""
     player = raw(demo).play("honest")
-    for message, error in BAD_MESSAGES:
+    for message, code, request, text in BAD_MESSAGES:
         abuser = raw(demo)  # A socket of its own each: the error budget is per socket.
         abuser.send(message)
-        assert error in abuser.next("error")["message"], message
+        error = abuser.next("error")
+        assert (error["code"], error["request"]) == (code, request), (message, error)
+        assert text in error["message"], (message, error)
         abuser.send({"type": "play", "name": "abuser"})  # The socket is still open and usable.
         abuser.next("joined")
         abuser.close()

@@ -191,3 +191,30 @@ def test_mounted_under_a_prefix_the_pages_link_and_connect_there(
     page.get_by_test_id("name").fill("ana")
     page.get_by_test_id("solo").click()
     expect(page.get_by_test_id("players").get_by_test_id("player")).to_have_text(["ana"])
+
+
+# Strings one character apart: two names, and connection ids of one server process
+# (a prefix of the process, then a counter).
+ONE_APART = [
+    ("ana", "anb"),
+    ("bob1", "bob2"),
+    ("5f0e9c1ab2d34e7f1", "5f0e9c1ab2d34e7f2"),
+    ("5f0e9c1ab2d34e7f2", "5f0e9c1ab2d34e7f3"),
+    ("5f0e9c1ab2d34e7ff", "5f0e9c1ab2d34e7f10"),
+]
+
+
+def test_names_one_character_apart_get_colours_far_apart(served: Server, page: Page) -> None:
+    """One shared hash puts "bob1" and "bob2", or two players of one worker, 30+ degrees apart."""
+    page.goto(f"{served.http}{PREFIX}/")
+    hues = page.evaluate(
+        """async ([url, pairs]) => {
+            const { hueOf } = await import(url);
+            return pairs.map(([a, b]) => [hueOf(a), hueOf(b), hueOf(a)]);
+        }""",
+        [f"{PREFIX}/static/colors.js", ONE_APART],
+    )
+    for (first, second), (hue, other, again) in zip(ONE_APART, hues, strict=True):
+        assert hue == again and 0 <= hue < 360  # The same string, the same colour.
+        apart = min(abs(hue - other), 360 - abs(hue - other))
+        assert apart >= 30, f"{first} and {second}: hues {hue} and {other}"

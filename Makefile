@@ -57,13 +57,13 @@ demo: $(DEMO_STAMP)
 # The same app on gunicorn, 2 gevent workers, joined by a redis-server of its own (a child
 # process on a free port, stopped with it).
 demo-cluster: $(CLUSTER_STAMP) redis-server
-	cd $(DEMO_DIR) && $(abspath $(BIN))/python -m duplex_demo.cluster --port $(PORT) --data-dir $(abspath $(DATA_DIR))
+	cd $(DEMO_DIR) && $(abspath $(BIN))/python cluster.py --port $(PORT) --data-dir $(abspath $(DATA_DIR))
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests examples bench tools
 	$(BIN)/ruff format --check src tests examples bench tools
 	$(BIN)/mypy
-	$(BIN)/mypy --strict $(DEMO_DIR)/duplex_demo
+	$(BIN)/mypy --strict $(DEMO_DIR)/duplex_demo $(DEMO_DIR)/cluster.py
 
 test: lint redis-server chromium $(BENCH_STAMP)
 	$(BIN)/python -m pytest

@@ -212,3 +212,58 @@ def test_in_one_process_a_deployment_task_runs_once_and_a_waiting_one_takes_over
         with app.app_context():
             duplex.close()
     assert second.join(2)
+
+
+def test_ensure_deployment_task_keeps_one_waiting_bid_per_name_in_a_process() -> None:
+    """ensure_deployment_task: a bid still waiting is reused; one that started running is not."""
+    duplex = Duplex()
+    app = Flask("ensure")
+    app.config["DUPLEX_LEASE_TTL"] = 0.6
+    duplex.init_app(app)
+    labels = ("holder", "first", "second", "other")
+    started = {label: threading.Event() for label in labels}
+    finish = {label: threading.Event() for label in labels}
+
+    def loop(label: str) -> None:
+        started[label].set()
+        while not finish[label].is_set():
+            duplex.sleep(0.02)
+
+    try:
+        with app.app_context():
+            holder = duplex.start_deployment_task("room", loop, "holder")
+            assert started["holder"].wait(2)
+            # The lease is held: a bid waits, and asking again gives that same bid.
+            first = duplex.ensure_deployment_task("room", loop, "first")
+            assert duplex.ensure_deployment_task("room", loop, "first") is first
+            assert not first.started and not first.done
+            # Another name is another bid, which runs at once.
+            other = duplex.ensure_deployment_task("other", loop, "other")
+            assert other is not first
+            assert started["other"].wait(2)
+
+            # The holder returns: the waiting bid takes the lease and runs.
+            finish["holder"].set()
+            assert holder.join(2)
+            assert started["first"].wait(2)
+            assert first.started
+            # A bid that runs may be about to return: asking again makes a new bid.
+            second = duplex.ensure_deployment_task("room", loop, "second")
+            assert second is not first
+            assert not second.started
+            assert duplex.ensure_deployment_task("room", loop, "second") is second
+
+            # Once the running bid returns, the new one runs in its turn.
+            finish["first"].set()
+            assert started["second"].wait(2)
+            for label in labels:
+                finish[label].set()
+            assert first.join(2) and second.join(2) and other.join(2)
+            # Done bids are never reused.
+            third = duplex.ensure_deployment_task("room", loop, "holder")
+            assert third not in (first, second)
+    finally:
+        for label in labels:
+            finish[label].set()
+        with app.app_context():
+            duplex.close()

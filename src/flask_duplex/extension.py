@@ -374,10 +374,36 @@ class Duplex:
             RuntimeError: No app: call :meth:`init_app` first.
         """
         state = _state(self._app())
-        run = state.tasks.in_app_context(function, *args, **kwargs)
-        task = DeploymentTask(name, state.hub, state.settings.lease_ttl, run)
+        task = _deployment_task(state, name, function, args, kwargs)
         state.hub.start()
         return state.tasks.start(task)  # type: ignore[return-value]
+
+    def ensure_deployment_task(
+        self, name: str, function: Callable[..., Any], *args: Any, **kwargs: Any
+    ) -> DeploymentTask:
+        """Bid for the deployment task ``name``, unless this process already waits for it.
+
+        :meth:`start_deployment_task`, at most once per waiting bid: call it on
+        every request that needs the task (each player who joins a game), and
+        this process keeps one bid in line for the lease, whatever the number
+        of calls. A bid that already runs the function here does not count, as
+        the function may be about to return (a game loop that found its room
+        empty): the call then makes a new bid, which runs once that function
+        returned. A waiting bid keeps the function and arguments it was made
+        with.
+
+        Returns:
+            The :class:`~flask_duplex.tasks.DeploymentTask` that waits in line
+            for the lease (``started`` is false until it runs), new or not.
+
+        Raises:
+            RuntimeError: No app: call :meth:`init_app` first.
+        """
+        state = _state(self._app())
+        state.hub.start()
+        return state.tasks.ensure(
+            name, lambda: _deployment_task(state, name, function, args, kwargs)
+        )
 
     def sleep(self, seconds: float) -> None:
         """Sleep ``seconds``, as the server's concurrency model wants (a greenlet yields).
@@ -604,6 +630,18 @@ class Duplex:
         # absolute ws:// URL built from the request (wrong behind a TLS proxy).
         target.add_url_rule(route.rule, route.endpoint, view, methods=["GET"])
         target.add_url_rule(route.rule, route.endpoint, view, methods=["GET"], websocket=True)
+
+
+def _deployment_task(
+    state: DuplexState,
+    name: str,
+    function: Callable[..., Any],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+) -> DeploymentTask:
+    """A deployment-wide task of the app, not started yet."""
+    run = state.tasks.in_app_context(function, *args, **kwargs)
+    return DeploymentTask(name, state.hub, state.settings.lease_ttl, run)
 
 
 def _stop_dropped_app(tasks: Tasks, hub: Hub) -> None:

@@ -33,6 +33,12 @@ therefore sleep with ``duplex.sleep()`` at least every third of the lease.
 When the function returns in the holder, the lease is released and the
 handle is done there; other processes still competing may take the lease
 and run the function again (a game loop whose room is empty returns at once).
+
+One bid per process is enough: :meth:`Duplex.ensure_deployment_task` starts
+one unless this process already has one of that name waiting for the lease
+(:meth:`Tasks.ensure`). A bid that has started the function does not count:
+the function may be about to return (a room found empty a moment before a
+player came), and a bid made after it runs once it returned.
 """
 
 from __future__ import annotations
@@ -237,12 +243,31 @@ class Tasks:
         self._app = weakref.ref(app)
         self._lock = threading.Lock()
         self._tasks: set[Task] = set()
+        # Deployment-wide tasks by lease name: the last bid ensure() made for each.
+        self._bids: dict[str, DeploymentTask] = {}
 
     def start(self, task: Task) -> Task:
         with self._lock:
             self._tasks = {t for t in self._tasks if not t.done}
             self._tasks.add(task)
         return task.start()
+
+    def ensure(self, name: str, make: Callable[[], DeploymentTask]) -> DeploymentTask:
+        """This process's bid for the lease ``name`` that still waits, or a new one, started.
+
+        ``make()`` builds the new bid; it is called only when no bid of that
+        name waits here (none was made, or the last one started the function
+        or ended).
+        """
+        with self._lock:
+            bid = self._bids.get(name)
+            if bid is not None and not bid.started and not bid.done:
+                return bid
+            bid = make()
+            self._bids = {n: b for n, b in self._bids.items() if not b.done}
+            self._bids[name] = bid
+        self.start(bid)
+        return bid
 
     def in_app_context(self, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """``function(*args, **kwargs)`` wrapped to run inside the app's context."""
@@ -261,6 +286,7 @@ class Tasks:
         """Cancel every task and wait for them, ``timeout`` seconds in all."""
         with self._lock:
             tasks, self._tasks = self._tasks, set()
+            self._bids = {}
         for task in tasks:
             task.cancel()
         deadline = time.monotonic() + timeout

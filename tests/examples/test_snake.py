@@ -32,14 +32,8 @@ SETTINGS = {"DUPLEX_DEMO_SNAKE_TICK_RATE": str(TICK_RATE)}
 SCREENSHOTS = os.environ.get("DUPLEX_SCREENSHOTS") == "1"
 BOARD = "[data-testid=board]"
 
-# The direction the page's own snake is heading, from the state it last drew (window.snake).
-OWN_DIRECTION = """() => {
-  const page = window.snake, state = page.state;
-  const me = state && state.players.find((player) => player.id === page.id);
-  if (!me || !me.alive || me.body.length < 4) return null;
-  const [x0, y0, x1, y1] = me.body;
-  return x0 > x1 ? "right" : x0 < x1 ? "left" : y0 > y1 ? "down" : "up";
-}"""
+# Where the page's own snake heads, as its board says (null while it has none).
+OWN_DIRECTION = f"() => document.querySelector('{BOARD}').dataset.heading || null"
 
 
 @contextmanager
@@ -267,7 +261,7 @@ def test_two_players_see_both_snakes_and_every_page_sees_the_leaderboard_move(
     play(ana, "ana again")
     expect(ana.get_by_test_id("status")).to_have_text("playing")
     expect(ana.get_by_test_id("score")).to_have_text(re.compile(r"^\d+$"))
-    ana.wait_for_function("window.snake.status === 'dead'", timeout=15_000)
+    expect(ana.get_by_test_id("status")).to_have_text("dead", timeout=15_000)
     score = ana.get_by_test_id("score").inner_text()
     for page in (watcher, bo, ana):  # Within 2 s of the death, on every page.
         expect(entry(page, "ana again")).to_have_attribute("data-score", score, timeout=2_000)
@@ -288,7 +282,7 @@ def test_single_player_is_private_and_counts_on_the_same_leaderboard(
     expect(solo.get_by_test_id("status")).to_have_text(re.compile("playing|dead"))
     expect(players(solo)).to_have_text(["solo"])
     expect(players(other)).to_have_text(["other"])
-    solo.wait_for_function("window.snake.status === 'dead'", timeout=15_000)
+    expect(solo.get_by_test_id("status")).to_have_text("dead", timeout=15_000)
     score = solo.get_by_test_id("score").inner_text()
     expect(entry(other, "solo")).to_have_attribute("data-score", score, timeout=2_000)
     solo.get_by_test_id("solo").click()  # Play again: a new single-player game.
@@ -351,11 +345,11 @@ def test_arrows_wasd_swipes_and_buttons_steer_but_not_while_typing(
             heading = new_game()
             steer(perpendicular[heading])
             try:
-                page.wait_for_function(
-                    f"(() => ({OWN_DIRECTION})() === '{perpendicular[heading]}')()", timeout=3_000
+                expect(board).to_have_attribute(
+                    "data-heading", perpendicular[heading], timeout=3_000
                 )
                 break
-            except Exception:
+            except AssertionError:
                 if status(page) == "playing":
                     raise AssertionError(f"the {how} did not turn the snake") from None
         else:
@@ -364,19 +358,21 @@ def test_arrows_wasd_swipes_and_buttons_steer_but_not_while_typing(
 
 # -- abuse, over raw sockets ----------------------------------------------------
 
-BAD_MESSAGES: list[tuple[Any, str]] = [
-    ({"type": "score", "score": 9999}, "scores are counted by the server"),
-    ({"type": "play", "name": "cheater", "score": 9999}, "scores are counted by the server"),
-    ({"type": "turn", "direction": "up", "score": 1}, "scores are counted by the server"),
-    ("{not json", "not JSON"),
-    ("[" * 100_000, "not JSON"),
-    (b"\x00\x01 a binary frame", "binary frames are not accepted"),
-    ({"type": "teleport", "x": 3}, "unknown message type"),
-    ([1, 2, 3], "a JSON object"),
-    ({"type": "turn", "direction": "sideways"}, "direction is"),
-    ({"type": "play", "name": ""}, "name is"),
-    ({"type": "play", "name": "ok", "mode": "god"}, "mode is"),
-    ({"type": "turn", "direction": "up"}, "press play first"),
+# What a page may not send, the error's code, the type of request it answers, and a bit of its text.
+BAD_MESSAGES: list[tuple[Any, str, str | None, str]] = [
+    ({"type": "score", "score": 9999}, "bad_field", "score", "scores are counted by the server"),
+    ({"type": "play", "name": "cheater", "score": 1}, "bad_field", "play", "scores are counted"),
+    ({"type": "turn", "direction": "up", "score": 1}, "bad_field", "turn", "scores are counted"),
+    ({"type": "play", "name": "ok", "color": "red"}, "bad_field", "play", "'color'"),
+    ("{not json", "bad_json", None, "not JSON"),
+    ("[" * 100_000, "bad_json", None, "not JSON"),
+    (b"\x00\x01 a binary frame", "bad_json", None, "binary"),
+    ({"type": "teleport", "x": 3}, "unknown_type", "teleport", "play or turn"),
+    ([1, 2, 3], "bad_json", None, "a JSON object"),
+    ({"type": "turn", "direction": "sideways"}, "bad_direction", "turn", "up, down, left or right"),
+    ({"type": "play", "name": ""}, "bad_name", "play", "name is"),
+    ({"type": "play", "name": "ok", "mode": "god"}, "bad_mode", "play", "multi or solo"),
+    ({"type": "turn", "direction": "up"}, "not_playing", "turn", "press play first"),
 ]
 
 
@@ -385,10 +381,12 @@ def test_bad_messages_get_an_error_and_change_nothing(
 ) -> None:
     """Score claims, bad JSON, binary, unknown types: an error back; game, leaderboard unchanged."""
     player = raw(demo).play("honest")
-    for message, error in BAD_MESSAGES:
+    for message, code, request, text in BAD_MESSAGES:
         abuser = raw(demo)  # A socket of its own each: the error budget is per socket.
         abuser.send(message)
-        assert error in abuser.next("error")["message"], message
+        error = abuser.next("error")
+        assert (error["code"], error["request"]) == (code, request), (message, error)
+        assert text in error["message"], (message, error)
         abuser.send({"type": "play", "name": "abuser"})  # The socket is still open and usable.
         abuser.next("joined")
         abuser.close()
@@ -469,13 +467,13 @@ def test_a_player_who_disconnects_leaves_and_an_empty_room_stops_its_loop(
         time.sleep(0.2)
 
 
-# The page's status when its connection dropped, kept by the test.
+# The status the page showed when its connection dropped, kept by the test.
 WATCH_THE_DROP = """() => {
   const link = document.getElementById("snake-link");
   window.statusAtDrop = null;
   new MutationObserver(() => {
     if (link.dataset.state === "reconnecting" && window.statusAtDrop === null) {
-      window.statusAtDrop = window.snake.status;
+      window.statusAtDrop = document.querySelector("[data-testid=status]").textContent;
     }
   }).observe(link, { attributes: true });
 }"""
@@ -554,18 +552,34 @@ STEPS = {"up": (0, -1), "down": (0, 1), "left": (-1, 0), "right": (1, 0)}
 
 
 class Bot:
-    """A greedy player at a page's keyboard: to the nearest food, never into a wall or a body."""
+    """A greedy player at a page's keyboard: to the nearest food, never into a wall or a body.
 
-    def __init__(self, page: Page) -> None:
+    It sees the game as a page that watches it does, through a socket of its own
+    (``watcher``), and finds its snake there by its player's name.
+    """
+
+    def __init__(self, page: Page, name: str, watcher: ClientConnection) -> None:
         self.page = page
+        self.name = name
+        self.watcher = watcher
+        self.state: dict[str, Any] | None = None
         self.last_tick = -1
 
+    def latest_state(self) -> dict[str, Any] | None:
+        """The last state the watcher received (those before it are skipped)."""
+        while True:
+            try:
+                message = json.loads(self.watcher.recv(timeout=0))
+            except TimeoutError:
+                return self.state
+            if message["type"] == "state":
+                self.state = message
+
     def steer(self) -> None:
-        seen = self.page.evaluate("() => ({ id: window.snake.id, state: window.snake.state })")
-        state = seen["state"]
+        state = self.latest_state()
         if not state or state["tick"] <= self.last_tick:
             return  # One key per tick at most: the last one may not show yet.
-        mine = [p for p in state["players"] if p["id"] == seen["id"] and p["alive"]]
+        mine = [p for p in state["players"] if p["name"] == self.name and p["alive"]]
         if not mine or len(mine[0]["body"]) < 4:
             return
         body = mine[0]["body"]
@@ -598,14 +612,17 @@ def score(page: Page) -> int:
 @pytest.mark.skipif(not SCREENSHOTS, reason="writes docs/snake.png only with DUPLEX_SCREENSHOTS=1")
 def test_screenshot_of_a_two_player_game(browser: Browser) -> None:
     """docs/snake.png: two players steered by bots, a few points in, after a first game each."""
-    with snake_demo("demo", DUPLEX_DEMO_SNAKE_TICK_RATE="8") as demo:
+    with snake_demo("demo", DUPLEX_DEMO_SNAKE_TICK_RATE="8") as demo, ExitStack() as sockets:
         contexts = [browser.new_context(viewport={"width": 1100, "height": 760}) for _ in range(2)]
         try:
             ana, bo = (context.new_page() for context in contexts)
+            bots = []
             for page, name in ((ana, "ana"), (bo, "bo")):
+                url = demo.ws_url + "/snake/ws"  # It watches the shared game, as every page does.
+                watcher = sockets.enter_context(connect(url, open_timeout=10, max_queue=None))
+                bots.append(Bot(page, name, watcher))
                 page.goto(demo.url + "/snake/")
                 play(page, name)
-            bots = [Bot(ana), Bot(bo)]
             deadline = time.monotonic() + 90
             # A first game each, steered to a few points and then let go into a wall.
             games_over = set()

@@ -76,13 +76,13 @@ def serving(
         deadline = time.monotonic() + 60
         while True:
             if process.poll() is not None:
-                raise AssertionError(f"{args[2:]} exited early:\n{log.read_text()}")
+                raise AssertionError(f"{args[1:]} exited early:\n{log.read_text()}")
             try:
                 socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
                 break
             except OSError:
                 if time.monotonic() > deadline:
-                    raise AssertionError(f"{args[2:]} never listened:\n{log.read_text()}") from None
+                    raise AssertionError(f"{args[1:]} never listened:\n{log.read_text()}") from None
                 time.sleep(0.1)
         yield process
     finally:
@@ -118,7 +118,7 @@ def test_cluster_extra_serves_the_demo_cluster(tmp_path: Path) -> None:
     python = fresh_venv(tmp_path / "venv", "cluster")
     assert "pytest" not in installed(python)
     port = free_port()
-    args = [str(python), "-m", "duplex_demo.cluster", "--port", str(port)]
+    args = [str(python), "cluster.py", "--port", str(port)]  # As make demo-cluster runs it.
     args += ["--data-dir", str(tmp_path / "data")]
     with serving(args, port, DEMO, tmp_path / "cluster.log"):
         workers = set()

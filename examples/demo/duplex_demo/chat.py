@@ -27,9 +27,11 @@ The server sends::
     {"type": "left", "room": "lobby"}
     {"type": "error", "code": "name_taken", "message": "...", "request": "join"}
 
+Requests are read and refused as the snake's are (``protocol.py``).
+
 Where things live:
 
-* the room's connections: a Flask-Duplex room, ``chat:<room>`` (``ws.join``);
+* the room's connections: a Flask-Duplex room, :func:`chat_room` (``ws.join``);
   public messages are ``duplex.broadcast`` to it, across workers;
 * who is online: ``duplex.presence(room)``, the name each connection joined
   with; :class:`OnlineLists` sends each page the list when it changes;
@@ -51,7 +53,8 @@ from collections.abc import Iterator
 from contextlib import suppress
 from typing import Any
 
-from flask import Blueprint, Flask, current_app, render_template
+from flask import Blueprint, current_app, render_template
+from flask.blueprints import BlueprintSetupState
 
 from flask_duplex import (
     BackendUnavailable,
@@ -62,10 +65,11 @@ from flask_duplex import (
 )
 
 from . import db
+from .protocol import Refused, allow_fields, error_message, receive_request
 from .ratelimit import TokenBucket
 from .realtime import duplex
 
-__all__ = ["OnlineLists", "bp", "init_app"]
+__all__ = ["OnlineLists", "bp", "chat_room"]
 
 bp = Blueprint("chat", __name__, url_prefix="/chat")
 
@@ -81,15 +85,15 @@ ROOM_CHANGED = "chat:room-changed"
 MAX_FRAME = 16 * 1024
 
 
-def init_app(app: Flask) -> None:
-    """Set the chat's config defaults and register its blueprint."""
-    app.config.setdefault("CHAT_MAX_LENGTH", 1000)  # Characters per message.
-    app.config.setdefault("CHAT_HISTORY", 50)  # Public messages kept, and shown, per room.
-    app.config.setdefault("CHAT_RATE", 20.0)  # Messages a second per connection, sustained...
-    app.config.setdefault("CHAT_BURST", 60)  # ...and at once.
-    app.config.setdefault("CHAT_ONLINE_POLL", 1.0)  # Seconds between checks for expired presence.
-    app.extensions["chat"] = OnlineLists()
-    app.register_blueprint(bp)
+def chat_room(room: str) -> str:
+    """The Flask-Duplex room of a chat room: its connections, and who they are (presence)."""
+    return f"chat:{room}"
+
+
+@bp.record_once
+def _setup(state: BlueprintSetupState) -> None:
+    """Once per app: the online lists of its pages in this process."""
+    state.app.extensions["chat"] = OnlineLists()
 
 
 @bp.get("/")
@@ -97,63 +101,31 @@ def index() -> str:
     return render_template("chat/index.html", max_length=current_app.config["CHAT_MAX_LENGTH"])
 
 
-class ChatError(Exception):
-    """A request the server refuses; the page gets ``{"type": "error", ...}``."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-
-
 @duplex.route("/ws", bp=bp, max_message_size=MAX_FRAME)
-def chat_socket(ws: WebSocket) -> None:
+def websocket(ws: WebSocket) -> None:
+    """One page: welcome, then its requests until it leaves."""
     ws.send_json({"type": "welcome", "worker": os.getpid()})
     person = Person(ws)
     try:
-        for data in ws:
-            kind = None
+        while True:  # Until the page leaves: receive_json() raises ConnectionClosed, no error.
+            request = None
             try:
-                message = parse(data)
-                kind = message["type"]
-                person.handle(message)
-            except ChatError as error:
-                reply = {"type": "error", "code": error.code, "message": str(error)}
-                ws.send_json({**reply, "request": kind})
-            except BackendUnavailable:  # Redis did not answer in time.
-                reply = {"type": "error", "code": "busy", "message": "The server is busy; retry."}
-                ws.send_json({**reply, "request": kind})
+                request = receive_request(ws)
+                person.handle(request)
+            except (Refused, BackendUnavailable) as error:
+                ws.send_json(error_message(error, request))
     finally:
         person.leave()
-
-
-def parse(data: str | bytes) -> dict[str, Any]:
-    """A client's message as a dict with a ``type``; anything else is a :class:`ChatError`."""
-    if not isinstance(data, str):
-        raise ChatError("bad_json", "Send JSON text, not binary.")
-    try:
-        message = json.loads(data)
-    except (ValueError, RecursionError):  # RecursionError: [[[[...]]]] nested too deep.
-        raise ChatError("bad_json", "That was not JSON.") from None
-    if not isinstance(message, dict) or not isinstance(message.get("type"), str):
-        raise ChatError("bad_json", 'Send a JSON object with a "type".')
-    return message
-
-
-def fields(message: dict[str, Any], *names: str) -> None:
-    """Refuse fields the request does not take: a ``from`` the server did not set, say."""
-    for field in message:
-        if field != "type" and field not in names:
-            raise ChatError("bad_field", f"A {message['type']} has no field {field!r}.")
 
 
 def text_of(message: dict[str, Any]) -> str:
     text = message.get("text")
     if not isinstance(text, str) or not text.strip():
-        raise ChatError("bad_text", "A message needs some text.")
+        raise Refused("bad_text", "A message needs some text.")
     text = text.strip()
     limit = current_app.config["CHAT_MAX_LENGTH"]
     if len(text) > limit:
-        raise ChatError("too_long", f"Messages are at most {limit} characters, not {len(text)}.")
+        raise Refused("too_long", f"Messages are at most {limit} characters, not {len(text)}.")
     return text
 
 
@@ -179,34 +151,35 @@ class Person:
         rate, burst = current_app.config["CHAT_RATE"], current_app.config["CHAT_BURST"]
         self.bucket = TokenBucket(rate, burst)
 
-    def handle(self, message: dict[str, Any]) -> None:
-        kind, get = message["type"], message.get
+    def handle(self, request: dict[str, Any]) -> None:
+        """Do what the page asks, or raise :class:`~.protocol.Refused`."""
+        kind, get = request["type"], request.get
         if kind == "join":
-            fields(message, "name", "room", "key", "last_id")
+            allow_fields(request, "name", "room", "key", "last_id")
             self.join(get("name"), get("room"), get("key"), get("last_id"))
         elif kind == "message":
-            fields(message, "text")
-            self.say(text_of(message))
+            allow_fields(request, "text")
+            self.say(text_of(request))
         elif kind == "private":
-            fields(message, "to", "text")
-            self.whisper(get("to"), text_of(message))
+            allow_fields(request, "to", "text")
+            self.whisper(get("to"), text_of(request))
         elif kind == "leave":
-            fields(message)
+            allow_fields(request)
             room = self.room
             self.leave()
             self.ws.send_json({"type": "left", "room": room})
         else:
-            raise ChatError("unknown_type", f"Unknown message type {kind!r}.")
+            raise Refused("unknown_type", f"Unknown message type {kind!r}.")
 
     def join(self, name: Any, room: Any, key: Any, last_id: Any) -> None:
         if not isinstance(name, str) or not NAME.fullmatch(name):
-            raise ChatError("bad_name", "A name is 1 to 24 letters, digits, '.', '_' or '-'.")
+            raise Refused("bad_name", "A name is 1 to 24 letters, digits, '.', '_' or '-'.")
         if not isinstance(room, str) or not ROOM.fullmatch(room.lower()):
-            raise ChatError("bad_room", "A room is 1 to 32 letters, digits, '_' or '-'.")
+            raise Refused("bad_room", "A room is 1 to 32 letters, digits, '_' or '-'.")
         if not isinstance(key, str) or not KEY.fullmatch(key):
-            raise ChatError("bad_key", "The page's key is 16 to 64 letters and digits.")
+            raise Refused("bad_key", "The page's key is 16 to 64 letters and digits.")
         if last_id is not None and (type(last_id) is not int or not 0 <= last_id < 2**53):
-            raise ChatError("bad_last_id", "last_id is a message id, or null.")
+            raise Refused("bad_last_id", "last_id is a message id, or null.")
         room = room.lower()
         self.leave()  # A join moves the connection; a failed one leaves it in no room.
 
@@ -215,11 +188,11 @@ class Person:
         # see each other and both be refused; never both let in). The page's
         # own old connection, with its key, is no rival.
         digest = hashlib.sha256(key.encode()).hexdigest()[:32]  # Presence holds no secret.
-        self.ws.join(f"chat:{room}", {"name": name, "key": digest})
+        self.ws.join(chat_room(room), {"name": name, "key": digest})
         try:
-            people = duplex.presence(f"chat:{room}")
+            people = duplex.presence(chat_room(room))
         except BackendUnavailable:
-            self.ws.leave(f"chat:{room}")
+            self.ws.leave(chat_room(room))
             raise
         rivals = [
             info
@@ -227,8 +200,8 @@ class Person:
             if member != self.ws.id and same_name(info, name) and info.get("key") != digest
         ]
         if rivals:
-            self.ws.leave(f"chat:{room}")
-            raise ChatError("name_taken", f"Someone in {room} is called {name}; pick another name.")
+            self.ws.leave(chat_room(room))
+            raise Refused("name_taken", f"Someone in {room} is called {name}; pick another name.")
         self.name, self.room = name, room
         online_lists().add(room, self.ws)
         self.ws.send_json({"type": "joined", "name": name, "room": room})
@@ -242,20 +215,20 @@ class Person:
         sql = "INSERT INTO chat_message (room, sender, text, created) VALUES (?, ?, ?, ?)"
         message_id = db.execute(sql, room, name, text, at)
         message = {"type": "message", "id": message_id, "from": name, "text": text, "at": at}
-        duplex.broadcast({**message, "room": room}, to=f"chat:{room}")
+        duplex.broadcast({**message, "room": room}, to=chat_room(room))
         forget_old_messages(room)
 
     def whisper(self, to: Any, text: str) -> None:
         room, name = self.joined()
         if not isinstance(to, str) or not NAME.fullmatch(to):
-            raise ChatError("unknown_recipient", "Write /msg NAME TEXT, with a name from the list.")
+            raise Refused("unknown_recipient", "Write /msg NAME TEXT, with a name from the list.")
         if to.casefold() == name.casefold():
-            raise ChatError("unknown_recipient", "That is you: /msg someone else.")
+            raise Refused("unknown_recipient", "That is you: /msg someone else.")
         self.check_rate()
-        people = duplex.presence(f"chat:{room}")
+        people = duplex.presence(chat_room(room))
         targets = {member: info for member, info in people.items() if same_name(info, to)}
         if not targets:
-            raise ChatError("unknown_recipient", f"Nobody called {to} is in {room}.")
+            raise Refused("unknown_recipient", f"Nobody called {to} is in {room}.")
         message = {
             "type": "private",
             "id": uuid.uuid4().hex,  # Not in the history: an id to tell two apart, no more.
@@ -274,18 +247,18 @@ class Person:
         if room is None:
             return
         online_lists().remove(room, self.ws)
-        self.ws.leave(f"chat:{room}")
+        self.ws.leave(chat_room(room))
         with suppress(BackendUnavailable):
             announce(room)
 
     def joined(self) -> tuple[str, str]:
         if self.room is None or self.name is None:
-            raise ChatError("not_joined", "Join a room first.")
+            raise Refused("not_joined", "Join a room first.")
         return self.room, self.name
 
     def check_rate(self) -> None:
         if not self.bucket.take():
-            raise ChatError("too_fast", "Slow down: that was too many messages at once.")
+            raise Refused("too_fast", "Slow down: that was too many messages at once.")
 
 
 # -- history ----------------------------------------------------------------
@@ -409,7 +382,7 @@ class OnlineLists:
             room = changes.get(timeout=0)
 
     def _refresh(self, room: str) -> None:
-        people = duplex.presence(f"chat:{room}")
+        people = duplex.presence(chat_room(room))
         names = {name for info in people.values() if (name := name_of(info))}
         users = sorted(names, key=str.casefold)
         message = json.dumps({"type": "online", "room": room, "users": users})

@@ -9,12 +9,15 @@ The server owns the game; a page only says who it is and where it wants to go.
   the shared room ``main`` (``"solo"``: a room of its own) and starts a new
   game for it; ``{"type": "turn", "direction": "up"}`` steers. Nothing else is
   accepted, a score least of all: a bad message gets ``{"type": "error"}``
-  back (a few a second at most) and changes nothing.
+  back (a few a second at most; the chat's shape, ``protocol.py``) and changes
+  nothing.
 - The handler never touches the game. It publishes what the player did on the
   room's server-side channel, ``snake-input:<room>``, because the room's loop
   may run in another worker: :func:`run_loop` runs as a deployment-wide task,
   in exactly one process of the deployment, and moves to another if that one
   dies (the game then starts over there, with whoever is still connected).
+  Each player's handler bids for it with ``duplex.ensure_deployment_task``:
+  one bid per process waits in line, however many players ask.
 - The loop feeds the inputs to :class:`~.snake_game.SnakeGame` (the rules, no
   I/O), ticks it ``SNAKE_TICK_RATE`` times a second, broadcasts one ``state``
   message per tick to the pages that show the room, and hands the games that
@@ -25,20 +28,18 @@ The server owns the game; a page only says who it is and where it wants to go.
 
 from __future__ import annotations
 
-import json
 import os
-import threading
 import time
 import unicodedata
 from dataclasses import dataclass, field
 from typing import Any
 
 from flask import Blueprint, current_app, render_template
-from flask.blueprints import BlueprintSetupState
 
-from flask_duplex import BackendUnavailable, ChannelOverflow, DeploymentTask, WebSocket
+from flask_duplex import BackendUnavailable, ChannelOverflow, WebSocket
 
 from . import db
+from .protocol import Refused, allow_fields, error_message, receive_request
 from .ratelimit import TokenBucket
 from .realtime import duplex
 from .snake_game import DIRECTIONS, Death, SnakeGame
@@ -54,8 +55,10 @@ MAX_NAME = 20
 #: Seconds between two looks at who is still connected (``duplex.presence``).
 SYNC_EVERY = 1.0
 
-# The fields each message type may have; anything else is refused.
-MESSAGE_FIELDS = {"play": {"type", "name", "mode"}, "turn": {"type", "direction"}}
+
+def solo_room(ws: WebSocket) -> str:
+    """The game of one page that plays single player."""
+    return f"solo-{ws.id}"
 
 
 def players_room(room: str) -> str:
@@ -73,9 +76,9 @@ def input_channel(room: str) -> str:
     return f"snake-input:{room}"
 
 
-@bp.record_once
-def _setup(state: BlueprintSetupState) -> None:
-    state.app.extensions["snake"] = Loops()
+def loop_name(room: str) -> str:
+    """The name of a room's loop, a deployment-wide task: one lease per room."""
+    return f"snake-loop:{room}"
 
 
 @bp.get("/")
@@ -88,10 +91,6 @@ def index() -> str:
 
 
 # -- the WebSocket: one handler per page --------------------------------------
-
-
-class BadMessage(ValueError):
-    """A message the game refuses; its text goes back to the page."""
 
 
 @dataclass
@@ -114,10 +113,14 @@ class Seat:
         self.messages = TokenBucket(rate=self.message_rate, burst=10)
         self.errors = TokenBucket(rate=2, burst=3)
 
+    def check_rate(self) -> None:
+        if not self.messages.take():
+            raise Refused("too_fast", f"too many messages: at most {self.message_rate:g} a second")
+
 
 @duplex.route("/ws", bp=bp)
 def websocket(ws: WebSocket) -> None:
-    """One page: welcome, leaderboard, then its play and turn messages until it leaves."""
+    """One page: welcome, leaderboard, then its play and turn requests until it leaves."""
     seat = Seat(tick_rate=float(current_app.config["SNAKE_TICK_RATE"]))
     ws.join(LEADERBOARD_ROOM)  # First, so that no leaderboard is missed between these lines.
     ws.join(watchers_room(seat.watching))  # Every page shows the shared game, playing or not.
@@ -125,85 +128,69 @@ def websocket(ws: WebSocket) -> None:
     ws.send_json(welcome)
     ws.send_json(leaderboard())
     try:
-        for message in ws:
+        while True:  # Until the page leaves: receive_json() raises ConnectionClosed, no error.
+            request = None
             try:
-                handle(ws, seat, message)
-            except BadMessage as exc:
-                if seat.errors.take():  # Past the budget, bad messages are dropped in silence.
-                    ws.send_json({"type": "error", "message": str(exc)})
+                request = receive_request(ws)
+                handle(ws, seat, request)
+            except (Refused, BackendUnavailable) as error:
+                if seat.errors.take():  # Past the budget, bad requests are dropped in silence.
+                    ws.send_json(error_message(error, request))
     finally:
         if seat.room is not None:
             leave_room(ws, seat)
 
 
-def handle(ws: WebSocket, seat: Seat, message: str | bytes) -> None:
-    """Check one message and pass it on to the room's loop.
+def handle(ws: WebSocket, seat: Seat, request: dict[str, Any]) -> None:
+    """Check one request and pass it on to the room's loop.
 
     Raises:
-        BadMessage: The message is refused; nothing changed.
+        Refused: The request is refused; nothing changed.
+        BackendUnavailable: Redis did not answer in time; nothing changed.
     """
-    kind, value = parse(message)
-    if not seat.messages.take():
-        raise BadMessage(f"too many messages: at most {seat.message_rate:g} a second")
-    try:
-        if kind == "turn":
-            if seat.room is None:
-                raise BadMessage("press play first")
-            turn = {"type": "turn", "id": ws.id, "direction": value["direction"]}
-            duplex.publish(input_channel(seat.room), turn)
-        else:
-            room = MAIN_ROOM if value["mode"] == "multi" else f"solo-{ws.id}"
-            if seat.room != room:
-                if seat.room is not None:
-                    leave_room(ws, seat)
-                if seat.watching != room:
-                    ws.leave(watchers_room(seat.watching))
-                    ws.join(watchers_room(room))
-                    seat.watching = room
-                # In the room first: the loop's presence check then always finds this player.
-                ws.join(players_room(room), {"name": value["name"]})
-                seat.room = room
-                ws.send_json({"type": "joined", "room": room})
-            current_app.extensions["snake"].ensure(room)
-            play = {"type": "play", "id": ws.id, "name": value["name"]}
-            duplex.publish(input_channel(room), play)
-    except BackendUnavailable as exc:
-        raise BadMessage("the game cannot be reached right now; try again") from exc
-
-
-def parse(message: str | bytes) -> tuple[str, dict[str, Any]]:
-    """The type and the checked fields of a message from a page.
-
-    Raises:
-        BadMessage: Not a JSON object of a known type with valid fields.
-    """
-    if isinstance(message, bytes):
-        raise BadMessage("binary frames are not accepted: send JSON text")
-    try:
-        value = json.loads(message)
-    except (ValueError, RecursionError):  # RecursionError: "[[[[..." nested too deep.
-        raise BadMessage("not JSON") from None
-    if not isinstance(value, dict):
-        raise BadMessage("a message is a JSON object with a type")
-    if "score" in value:
-        raise BadMessage("scores are counted by the server, never taken from a page")
-    kind = value.get("type")
-    if not isinstance(kind, str) or kind not in MESSAGE_FIELDS:
-        raise BadMessage("unknown message type: send play or turn")
-    extra = sorted(set(value) - MESSAGE_FIELDS[kind])
-    if extra:
-        raise BadMessage(f"{kind} takes no field {extra[0][:40]!r}")
+    kind = request["type"]
+    if "score" in request:
+        raise Refused("bad_field", "scores are counted by the server, never taken from a page")
     if kind == "turn":
-        if value.get("direction") not in DIRECTIONS:
-            raise BadMessage("direction is up, down, left or right")
-        return kind, value
-    value.setdefault("mode", "multi")
-    if value["mode"] not in ("multi", "solo"):
-        raise BadMessage("mode is multi or solo")
-    value["name"] = clean_name(value.get("name"))
-    if not value["name"]:
-        raise BadMessage(f"name is 1 to {MAX_NAME} characters")
-    return kind, value
+        allow_fields(request, "direction")
+        direction = request.get("direction")
+        if not isinstance(direction, str) or direction not in DIRECTIONS:
+            raise Refused("bad_direction", "direction is up, down, left or right")
+        seat.check_rate()
+        if seat.room is None:
+            raise Refused("not_playing", "press play first")
+        turn = {"type": "turn", "id": ws.id, "direction": direction}
+        duplex.publish(input_channel(seat.room), turn)
+    elif kind == "play":
+        allow_fields(request, "name", "mode")
+        mode = request.get("mode", "multi")
+        if mode not in ("multi", "solo"):
+            raise Refused("bad_mode", "mode is multi or solo")
+        name = clean_name(request.get("name"))
+        if not name:
+            raise Refused("bad_name", f"name is 1 to {MAX_NAME} characters")
+        seat.check_rate()
+        play(ws, seat, name, MAIN_ROOM if mode == "multi" else solo_room(ws))
+    else:
+        raise Refused("unknown_type", "unknown message type: send play or turn")
+
+
+def play(ws: WebSocket, seat: Seat, name: str, room: str) -> None:
+    """Start a new game for the player in ``room``, moving there if it played elsewhere."""
+    if seat.room != room:
+        if seat.room is not None:
+            leave_room(ws, seat)
+        if seat.watching != room:
+            ws.leave(watchers_room(seat.watching))
+            ws.join(watchers_room(room))
+            seat.watching = room
+        # In the room first: the loop's presence check then always finds this player.
+        ws.join(players_room(room), {"name": name})
+        seat.room = room
+        ws.send_json({"type": "joined", "room": room})
+    # One bid per room and process waits in line to run its loop (see the module).
+    duplex.ensure_deployment_task(loop_name(room), run_loop, room)
+    duplex.publish(input_channel(room), {"type": "play", "id": ws.id, "name": name})
 
 
 def clean_name(name: Any) -> str:
@@ -225,38 +212,6 @@ def leave_room(ws: WebSocket, seat: Seat) -> None:
 
 
 # -- the loop: one per room, in one process of the deployment -----------------
-
-
-class Loops:
-    """This process's bids to run each room's loop (a deployment-wide task per room).
-
-    Every process with players in a room bids to run its loop; exactly one
-    runs it, the others wait in line and take over if it dies. One waiting bid
-    per room and process is enough. A bid that has started the loop no longer
-    counts as waiting: that loop may be about to return (it found the room
-    empty a moment before a player came), so the next player makes a new bid,
-    which runs after it and finds the player.
-    """
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._bids: dict[str, tuple[DeploymentTask, threading.Event]] = {}
-
-    def ensure(self, room: str) -> None:
-        """Make sure this process bids to run the room's loop."""
-        with self._lock:
-            bid = self._bids.get(room)
-            if bid is not None and not bid[0].done and not bid[1].is_set():
-                return  # Still waiting in line.
-            self._bids = {r: b for r, b in self._bids.items() if not b[0].done}
-            started = threading.Event()
-            task = duplex.start_deployment_task(f"snake:{room}", start_loop, room, started)
-            self._bids[room] = (task, started)
-
-
-def start_loop(room: str, started: threading.Event) -> None:
-    started.set()
-    run_loop(room)
 
 
 def run_loop(room: str) -> None:

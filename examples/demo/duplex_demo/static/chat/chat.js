@@ -6,23 +6,25 @@
 // with what this page missed, and this page skips ids it already shows.
 //
 // Everything people typed goes into the page with textContent, never as HTML.
+// Elements are found by id, and form fields by name; the data-testid attributes
+// of the template and of the items made here are for the tests only.
 
 import { connect } from "flask-duplex";
+import { hueOf } from "../colors.js";
 
-const root = document.querySelector("[data-testid=chat]");
-const byTestId = (id) => root.querySelector(`[data-testid=${id}]`);
 const byId = (id) => document.getElementById(id);
+const root = byId("chat");
 
-const status = byTestId("status");
-const notice = byTestId("notice");
+const status = byId("status");
+const notice = byId("notice");
 const joinForm = byId("join");
-const nameInput = byTestId("name");
-const roomInput = byTestId("room");
+const nameInput = joinForm.elements.name;
+const roomInput = joinForm.elements.room;
 const roomView = byId("room");
-const messages = byTestId("messages");
-const online = byTestId("online");
+const messages = byId("messages");
+const online = byId("online");
 const composer = byId("composer");
-const messageInput = byTestId("message");
+const messageInput = composer.elements.message;
 const leaveButton = byId("leave");
 const maxLength = Number(root.dataset.maxLength);
 
@@ -137,7 +139,7 @@ leaveButton.addEventListener("click", () => {
 });
 
 online.addEventListener("click", (event) => {
-  const user = event.target.closest("[data-testid=user]");
+  const user = event.target.closest("li");
   if (!user || user.textContent === joined?.name) return;
   messageInput.value = `/msg ${user.textContent} `;
   messageInput.focus();
@@ -219,7 +221,7 @@ function messageItem({ from, to, text, at }) {
   const sender = document.createElement("b");
   sender.className = "from";
   sender.textContent = from;
-  sender.style.setProperty("--hue", hue(from));
+  sender.style.setProperty("--hue", String(hueOf(from)));
   meta.append(sender);
   if (to !== undefined) {
     const where = document.createElement("span");
@@ -251,7 +253,7 @@ function showOnline(users) {
   const items = users.map((name) => {
     const item = document.createElement("li");
     item.dataset.testid = "user";
-    item.style.setProperty("--hue", hue(name));
+    item.style.setProperty("--hue", String(hueOf(name)));
     if (name === joined?.name) {
       item.classList.add("me");
       item.textContent = name;
@@ -266,11 +268,4 @@ function showOnline(users) {
   });
   online.replaceChildren(...items);
   byId("count").textContent = String(users.length);
-}
-
-/** A colour for a name, the same on every page. */
-function hue(name) {
-  let hash = 0;
-  for (const char of name) hash = (hash * 31 + char.codePointAt(0)) >>> 0;
-  return String(hash % 360);
 }

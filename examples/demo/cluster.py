@@ -1,10 +1,11 @@
-"""``python -m duplex_demo.cluster``: the demo on gunicorn, 2 gevent workers joined by Redis.
+"""``python cluster.py``: the demo on gunicorn, 2 gevent workers joined by Redis.
 
-What ``make demo-cluster`` runs. It starts a redis-server of its own on a free
-loopback port (never 6379, never daemonized) and gunicorn, both as its
-children, and stops both when it is stopped (Ctrl-C, SIGTERM) or when either
-of them exits. A user whose socket landed on one worker talks with, and plays
-against, users on the other.
+What ``make demo-cluster`` runs, from this folder. It is no part of the app
+(``duplex_demo``): it starts a redis-server of its own on a free loopback port
+(never 6379, never daemonized) and gunicorn serving ``duplex_demo:create_app()``,
+both as its children, and stops both when it is stopped (Ctrl-C, SIGTERM) or
+when either of them exits. A user whose socket landed on one worker talks
+with, and plays against, users on the other.
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ def stop(process: subprocess.Popen[bytes], grace: float) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m duplex_demo.cluster", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python cluster.py", description=__doc__)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=5000)
     parser.add_argument("--workers", type=int, default=2)
@@ -83,7 +84,7 @@ def main() -> None:
                 DUPLEX_DEMO_DATA_DIR=os.path.abspath(arguments.data_dir),
                 DUPLEX_DEMO_MESSAGE_QUEUE=f"redis://127.0.0.1:{redis_port}/0",
             )
-            here = Path(__file__).resolve().parent.parent
+            here = Path(__file__).resolve().parent  # The folder that holds duplex_demo/.
             gunicorn_args = ["-k", "gevent", "-w", str(arguments.workers)]
             gunicorn_args += ["--worker-connections", "1000", "--graceful-timeout", "5"]
             gunicorn_args += ["-b", f"{arguments.host}:{arguments.port}", "--chdir", str(here)]

@@ -33,7 +33,7 @@ $(UV): tools/uv.txt
 
 # Everything the tests use: every extra and the test group, exactly as locked.
 $(STAMP): pyproject.toml uv.lock tools/gunicorn-eventlet.txt $(UV)
-	UV_PROJECT_ENVIRONMENT=$(VENV) $(SYNC) --quiet --all-extras --group test
+	UV_PROJECT_ENVIRONMENT=$(VENV) $(SYNC) --quiet --all-extras --group test --group docs
 	# gunicorn dropped its eventlet worker in 26.0; that row of the server tests
 	# runs the last release that has it, from its own folder.
 	$(UV) pip install --quiet --python $(BIN)/python --no-deps --require-hashes \

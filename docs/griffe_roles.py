@@ -60,6 +60,8 @@ def rewrite(text: str, obj: griffe.Object, package: griffe.Module) -> str:
 
 def _resolve(target: str, obj: griffe.Object, package: griffe.Module) -> str | None:
     """The path to link ``target`` to, or ``None`` for plain code."""
+    if target == package.path or target.startswith(package.path + "."):
+        return _documented(target, package)
     first, _, rest = target.partition(".")
     for scope in (obj, package):
         try:

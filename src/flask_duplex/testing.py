@@ -141,6 +141,7 @@ class TestConnection:
 
     @property
     def subprotocol(self) -> str | None:
+        """The subprotocol the route chose, or ``None``."""
         return self._client.subprotocol
 
     @property
@@ -150,6 +151,7 @@ class TestConnection:
 
     @property
     def close_reason(self) -> str | None:
+        """The server's close reason, or ``None`` while open."""
         return self._client.close_reason
 
     def send(self, data: str | bytes | bytearray | memoryview) -> None:
@@ -162,6 +164,7 @@ class TestConnection:
             self._raise_closed(exc)
 
     def send_json(self, obj: Any) -> None:
+        """Send ``obj`` encoded as JSON, in a text message."""
         self.send(json.dumps(obj))
 
     def receive(self, timeout: float | None = None) -> str | bytes | None:
@@ -184,6 +187,12 @@ class TestConnection:
             self._raise_closed(exc)
 
     def receive_json(self, timeout: float | None = None) -> Any:
+        """The route's next message decoded as JSON, or ``None`` after ``timeout`` seconds.
+
+        Raises:
+            ValueError: The message is not JSON.
+            ConnectionClosed: As for :meth:`receive`.
+        """
         message = self.receive(timeout)
         return None if message is None else json.loads(message)
 
@@ -192,6 +201,7 @@ class TestConnection:
         return self._client.ping(data or None)
 
     def close(self, code: int = 1000, reason: str = "") -> None:
+        """Close the connection with ``code`` and ``reason``, and wait for the route's answer."""
         self._client.close(code, reason)
 
     def __iter__(self) -> Iterator[str | bytes]:

@@ -10,9 +10,9 @@ as Python would from where the docstring is (its object, then the enclosing
 class and module), then from the package's top level (``flask_duplex.X``).
 
 A role whose name resolves outside the package (``threading.Event.wait``) or
-nowhere stays code, unlinked. An attribute with no docstring of its own is
-described in its class's ``Attributes`` section, so the link goes to the
-class. A name that resolves to an object no page documents fails the strict
+nowhere stays code, unlinked. A class attribute with no docstring of its own
+is described in its class's ``Attributes`` section, so the link goes to the
+class; a module's stays code. A name that resolves to an object no page documents fails the strict
 build ("could not find cross-reference target"): that is how a docstring that
 points to a private helper is caught.
 """
@@ -82,8 +82,10 @@ def _documented(path: str, package: griffe.Module) -> str | None:
         found = package[path.removeprefix(package.path + ".")]
     except KeyError:
         return None
-    if found.is_attribute and found.docstring is None and found.parent is not None:
-        return found.parent.path
+    if found.is_attribute and found.docstring is None:
+        # Described in its class's Attributes section; a module's has no page of its own.
+        parent = found.parent
+        return parent.path if parent is not None and parent.is_class else None
     return found.path if not found.is_alias else found.target_path
 
 

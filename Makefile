@@ -15,9 +15,11 @@ TOOLS_VENV := .venv-tools
 UV := $(TOOLS_VENV)/bin/uv
 # uv uses the Python named by PYTHON and never downloads one.
 export UV_PYTHON_DOWNLOADS := never
+# Material for MkDocs prints a notice about MkDocs 2 at every build; the docs build needs none.
+export NO_MKDOCS_2_WARNING := 1
 SYNC = $(UV) sync --locked --python $(PYTHON)
 
-.PHONY: demo demo-cluster test lint lock test-deps bench bench-smoke bench-env clean redis-server chromium
+.PHONY: demo demo-cluster test lint docs docs-serve lock test-deps bench bench-smoke bench-env clean redis-server chromium
 
 # make demo PORT=5057 DATA_DIR=/tmp/x: where the demo listens, and where its database lives.
 PORT ?= 5000
@@ -33,7 +35,7 @@ $(UV): tools/uv.txt
 
 # Everything the tests use: every extra and the test group, exactly as locked.
 $(STAMP): pyproject.toml uv.lock tools/gunicorn-eventlet.txt $(UV)
-	UV_PROJECT_ENVIRONMENT=$(VENV) $(SYNC) --quiet --all-extras --group test
+	UV_PROJECT_ENVIRONMENT=$(VENV) $(SYNC) --quiet --all-extras --group test --group docs
 	# gunicorn dropped its eventlet worker in 26.0; that row of the server tests
 	# runs the last release that has it, from its own folder.
 	$(UV) pip install --quiet --python $(BIN)/python --no-deps --require-hashes \
@@ -60,13 +62,23 @@ demo-cluster: $(CLUSTER_STAMP) redis-server
 	cd $(DEMO_DIR) && $(abspath $(BIN))/python cluster.py --port $(PORT) --data-dir $(abspath $(DATA_DIR))
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests examples bench tools
-	$(BIN)/ruff format --check src tests examples bench tools
+	$(BIN)/ruff check src tests examples bench tools docs/*.py
+	$(BIN)/ruff format --check src tests examples bench tools docs/*.py
 	$(BIN)/mypy
 	$(BIN)/mypy --strict $(DEMO_DIR)/duplex_demo $(DEMO_DIR)/cluster.py
 
-test: lint redis-server chromium $(BENCH_STAMP)
+test: lint docs redis-server chromium $(BENCH_STAMP)
 	$(BIN)/python -m pytest
+
+# The documentation site, from docs/ and the docstrings, into site/ (not committed).
+# Strict: a broken link, a missing reference or a docstring that does not parse fails it.
+docs: $(STAMP)
+	$(BIN)/mkdocs build --strict --quiet
+
+# The site, rebuilt on every change, on http://127.0.0.1:$(DOCS_PORT) (make docs-serve DOCS_PORT=8001).
+DOCS_PORT ?= 8000
+docs-serve: $(STAMP)
+	$(BIN)/mkdocs serve --strict --dev-addr 127.0.0.1:$(DOCS_PORT)
 
 # The Redis hub tests start a real redis-server; install it where it is missing.
 redis-server:
@@ -120,4 +132,4 @@ lock: $(UV)
 		tools/gunicorn-eventlet.in -o tools/gunicorn-eventlet.txt
 
 clean:
-	rm -rf $(VENV) $(BENCH_VENV) $(TOOLS_VENV) build dist .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(BENCH_VENV) $(TOOLS_VENV) build dist site .pytest_cache .mypy_cache .ruff_cache

@@ -37,7 +37,7 @@ def _client() -> Response:
 
 
 def register_client(app: Flask) -> None:
-    """Serve ``duplex.js`` on ``app`` at the endpoint :data:`CLIENT_ENDPOINT`.
+    """Serve ``duplex.js`` on ``app`` at ``url_for("flask_duplex.client")``, ``/_duplex/duplex.js``.
 
     Calling it again for the same app does nothing.
 

@@ -129,6 +129,7 @@ class Subscription:
 
     @property
     def closed(self) -> bool:
+        """Whether the subscription was closed (by :meth:`close`, overflow, or the app stopping)."""
         return self._error is not None
 
     def __enter__(self) -> Subscription:

@@ -70,7 +70,19 @@ __all__ = [
 
 
 class State(enum.Enum):
-    """Where a connection is in its life; see the module's docstring."""
+    """Where a connection is in its life. It only moves forward, in this order.
+
+    Attributes:
+        CONNECTING: The handshake checks passed, but no 101 went out yet: the
+            handler may still turn the client away with an HTTP response. Its
+            first use of the connection accepts it.
+        OPEN: Messages flow both ways.
+        CLOSING: A close frame was sent or received and the other has not come
+            yet. Nothing more may be sent; within ``close_timeout`` the TCP
+            connection is gone.
+        CLOSED: Nothing more will be read.
+        FINISHED: The handler returned; the socket went back to the server.
+    """
 
     CONNECTING = "connecting"
     OPEN = "open"

@@ -28,8 +28,12 @@ class Options:
             ``None`` waits forever.
         close_timeout: Seconds to wait for the peer's close frame after this
             side sent one, before dropping the TCP connection.
-        compression: Offer permessage-deflate (RFC 7692) to clients that ask.
+        compression: Accept permessage-deflate (RFC 7692) when the client
+            offers it, bounded by ``max_message_size``; ``False`` turns it off.
         subprotocols: Subprotocols this route speaks, most preferred first.
+            The first one the client also offers is chosen; if none is
+            shared, the connection opens without one (``ws.subprotocol`` is
+            ``None``).
         origins: Extra origins accepted besides the server's own; ``"*"`` in
             the list accepts any origin.
         max_queue: Messages that may wait for a client that stopped reading
@@ -133,8 +137,8 @@ class AppSettings:
     """The app-wide settings (config keys only, no route keywords).
 
     Attributes:
-        message_queue: ``None`` (in-process), a ``redis://`` URL, or a
-            ``redis.Redis`` client (``DUPLEX_MESSAGE_QUEUE``).
+        message_queue: ``None`` (in-process), a ``redis://`` or ``rediss://``
+            URL, or a ``redis.Redis`` client (``DUPLEX_MESSAGE_QUEUE``).
         channel: The Redis channel and key prefix (``DUPLEX_CHANNEL``); by
             default ``"flask-duplex:"`` and the app's import name, so that two
             apps on one Redis never mix.
@@ -143,11 +147,12 @@ class AppSettings:
         redis_timeout: Seconds any one Redis call may take before it raises
             ``BackendUnavailable`` (``DUPLEX_REDIS_TIMEOUT``).
         shutdown_timeout: Seconds a stopping process waits for handlers
-            (``DUPLEX_SHUTDOWN_TIMEOUT``).
+            (``DUPLEX_SHUTDOWN_TIMEOUT``); under gunicorn, its
+            ``--graceful-timeout`` bounds the wait too.
         lease_ttl: Seconds a deployment-wide task's lease lasts unless renewed
             (``DUPLEX_LEASE_TTL``): another process takes a dead holder's task
             over within this plus a third of it. With Redis, at least four
-            times ``redis_timeout``.
+            times ``DUPLEX_REDIS_TIMEOUT``.
     """
 
     message_queue: Any = None

@@ -78,7 +78,11 @@ class TaskCancelled(DuplexError):
 
 
 class Task:
-    """A background task: a thread, or a greenlet under gevent and eventlet."""
+    """A background task: a thread, or a greenlet under gevent and eventlet.
+
+    Attributes:
+        name: The task's name, in its log lines (the function's qualified name).
+    """
 
     def __init__(self, name: str, target: Callable[[Task], None]) -> None:
         self.name = name

@@ -143,6 +143,7 @@ class TestConnection:
 
     @property
     def subprotocol(self) -> str | None:
+        """The subprotocol the route chose, or ``None``."""
         return self._client.subprotocol
 
     @property
@@ -152,6 +153,7 @@ class TestConnection:
 
     @property
     def close_reason(self) -> str | None:
+        """The server's close reason, or ``None`` while open."""
         return self._client.close_reason
 
     def send(self, data: str | bytes | bytearray | memoryview) -> None:
@@ -164,6 +166,7 @@ class TestConnection:
             self._raise_closed(exc)
 
     def send_json(self, obj: Any) -> None:
+        """Send ``obj`` encoded as JSON, in a text message."""
         self.send(json.dumps(obj))
 
     def receive(self, timeout: float | None = None) -> str | bytes | None:
@@ -186,6 +189,12 @@ class TestConnection:
             self._raise_closed(exc)
 
     def receive_json(self, timeout: float | None = None) -> Any:
+        """The route's next message decoded as JSON, or ``None`` after ``timeout`` seconds.
+
+        Raises:
+            ValueError: The message is not JSON.
+            ConnectionClosed: As for :meth:`receive`.
+        """
         message = self.receive(timeout)
         return None if message is None else json.loads(message)
 
@@ -194,6 +203,7 @@ class TestConnection:
         return self._client.ping(data or None)
 
     def close(self, code: int = 1000, reason: str = "") -> None:
+        """Close the connection with ``code`` and ``reason``, and wait for the route's answer."""
         self._client.close(code, reason)
 
     def __iter__(self) -> Iterator[str | bytes]:

@@ -64,6 +64,7 @@ class Hub(abc.ABC):
     # -- connections and rooms (called through the WebSocket and serving.py) ---
 
     def add(self, member: Member) -> None:
+        """Register a connection that was accepted, so that it can join rooms."""
         with self._lock:
             self._members[member.id] = member
 
@@ -156,6 +157,7 @@ class Hub(abc.ABC):
         return None
 
     def channel_message(self, channel: str, message: Message, is_json: bool) -> None:
+        """Hand a message published on a server-side channel to the app (``on_channel_message``)."""
         callback = self.on_channel_message
         if callback is not None:
             callback(channel, message, is_json)
@@ -163,6 +165,11 @@ class Hub(abc.ABC):
     # -- local delivery -----------------------------------------------------
 
     def deliver(self, message: Message, to: str | None, exclude: Iterable[str]) -> None:
+        """Queue ``message`` on this process's connections in room ``to`` (``None``: all).
+
+        A backend calls it for each broadcast that reaches this process; it
+        never waits on a connection's socket.
+        """
         with self._lock:
             targets = list(self._members.values() if to is None else self._rooms.get(to, ()))
         skip = set(exclude)
@@ -172,6 +179,7 @@ class Hub(abc.ABC):
                 member.send_nowait(outgoing)
 
     def deliver_to(self, connection_id: str, message: Message) -> bool:
+        """Queue ``message`` on this process's connection with this id; False if it has none."""
         with self._lock:
             member = self._members.get(connection_id)
         if member is None:
@@ -185,9 +193,11 @@ class Hub(abc.ABC):
             return list(self._members.values())
 
     def local_room_members(self, room: str) -> set[str]:
+        """The ids of this process's connections in ``room``."""
         with self._lock:
             return {member.id for member in self._rooms.get(room, ())}
 
     def local_presence(self, room: str) -> dict[str, str]:
+        """This process's connections in ``room``: id to the info (JSON text) each joined with."""
         with self._lock:
             return {m.id: self._info.get((room, m.id), "{}") for m in self._rooms.get(room, ())}

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import flask_duplex
-from flask_duplex.options import CONFIG_PREFIX, AppSettings, Options
+from flask_duplex.options import CONFIG_PREFIX, AppSettings, Options, config_defaults
 
 CONFIGURATION_PAGE = Path(__file__).parent / "api" / "configuration.md"
 
@@ -77,7 +77,7 @@ def options_table() -> str:
 def app_settings_table() -> str:
     """The app-wide settings: config key, default, meaning."""
     meanings = attributes(AppSettings)
-    defaults = AppSettings.config_defaults("<import name>")
+    defaults = config_defaults("<import name>")
     rows = ["| config key | default | meaning |", "|---|---|---|"]
     for field in dataclasses.fields(AppSettings):
         key = CONFIG_PREFIX + field.name.upper()

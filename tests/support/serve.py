@@ -24,6 +24,8 @@ SERVERS = (
     "gunicorn-sync",
     "gevent",
     "eventlet",
+    "uwsgi-threads",
+    "uwsgi-gevent",
 )
 APP = os.environ.get("DUPLEX_TEST_APP", "tests.support.apps:app")
 
@@ -70,6 +72,8 @@ def main() -> None:
         if CERT:
             listener = eventlet.wrap_ssl(listener, certfile=CERT, keyfile=KEY, server_side=True)
         eventlet.wsgi.server(listener, app, max_size=4096)
+    elif server.startswith("uwsgi-"):
+        run_uwsgi(server.removeprefix("uwsgi-"), port)
     elif server == "wsgiref":
         from wsgiref.simple_server import make_server
 
@@ -96,6 +100,41 @@ def run_gunicorn(worker: str, port: int) -> None:
         older = Path(sys.prefix) / "gunicorn-eventlet"
         env["PYTHONPATH"] = os.pathsep.join([str(older), env.get("PYTHONPATH", ""), "."])
     os.execve(sys.executable, [*args, APP], env)
+
+
+def uwsgi_missing() -> str | None:
+    """Why the uWSGI rows cannot run here, or None when uWSGI is installed."""
+    if (Path(sys.prefix) / "bin" / "uwsgi").exists():
+        return None
+    log = Path(sys.prefix) / "uwsgi-build.log"
+    if log.exists():
+        return f"uWSGI did not build on this machine (see {log})"
+    return "uWSGI is not installed (make .venv/.installed installs it)"
+
+
+def uwsgi_args(mode: str, port: int) -> list[str]:
+    """uWSGI's command line for ``mode`` (``threads``, ``gevent``), as its users would write it.
+
+    ``--http`` starts uWSGI's HTTP router in front of the worker, which
+    ``--http-websockets`` tells to pass upgrades through; ``--die-on-term``
+    makes SIGTERM stop uWSGI rather than reload it.
+    """
+    args = [str(Path(sys.prefix) / "bin" / "uwsgi"), "--master", "--die-on-term"]
+    args += ["--http", f"127.0.0.1:{port}", "--http-websockets"]
+    args += ["--module", APP, "--pythonpath", ".", "--virtualenv", sys.prefix]
+    args += ["--processes", os.environ.get("DUPLEX_TEST_UWSGI_PROCESSES", "1")]
+    if mode == "threads":
+        args += ["--enable-threads", "--threads", "64"]
+    elif mode == "gevent":
+        args += ["--gevent", "1000", "--gevent-early-monkey-patch"]
+    else:
+        raise SystemExit(f"unknown uWSGI mode {mode!r}")
+    return args
+
+
+def run_uwsgi(mode: str, port: int) -> None:
+    args = uwsgi_args(mode, port)
+    os.execve(args[0], args, dict(os.environ))
 
 
 if __name__ == "__main__":

@@ -13,6 +13,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -62,6 +64,12 @@ def running(
 
     ``port`` is a free one unless given: a restart passes the port it had.
     """
+    if name.startswith("uwsgi-"):
+        from tests.support.serve import uwsgi_missing
+
+        missing = uwsgi_missing()
+        if missing is not None:
+            pytest.skip(missing)
     port = port or free_port()
     with tempfile.TemporaryDirectory() as tmp:
         log = Path(tmp) / "server.log"

@@ -33,7 +33,7 @@ from tests.support.servers import Server, running
 LOGGING = {"werkzeug", "gevent", "eventlet"} | {
     name for name in SERVERS if name.startswith(("gunicorn", "uwsgi"))
 }
-GREEN = {"gevent", "eventlet", "gunicorn-gevent", "gunicorn-eventlet"}
+GREEN = {"gevent", "eventlet", "gunicorn-gevent", "gunicorn-eventlet", "uwsgi-gevent"}
 
 
 @pytest.fixture(scope="module", params=SERVERS)

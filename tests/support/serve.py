@@ -117,9 +117,11 @@ def uwsgi_args(mode: str, port: int) -> list[str]:
 
     ``--http`` starts uWSGI's HTTP router in front of the worker, which
     ``--http-websockets`` tells to pass upgrades through; ``--die-on-term``
-    makes SIGTERM stop uWSGI rather than reload it.
+    makes SIGTERM stop uWSGI rather than reload it; ``--lazy-apps`` loads the
+    app in each worker, not once before the fork (so that each process has its
+    own Redis connections and connection ids).
     """
-    args = [str(Path(sys.prefix) / "bin" / "uwsgi"), "--master", "--die-on-term"]
+    args = [str(Path(sys.prefix) / "bin" / "uwsgi"), "--master", "--die-on-term", "--lazy-apps"]
     args += ["--http", f"127.0.0.1:{port}", "--http-websockets"]
     args += ["--module", APP, "--pythonpath", ".", "--virtualenv", sys.prefix]
     args += ["--processes", os.environ.get("DUPLEX_TEST_UWSGI_PROCESSES", "1")]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ SERVERS = (
     "eventlet",
     "uwsgi-threads",
     "uwsgi-gevent",
+    "uwsgi-nginx",
 )
 APP = os.environ.get("DUPLEX_TEST_APP", "tests.support.apps:app")
 
@@ -102,8 +104,10 @@ def run_gunicorn(worker: str, port: int) -> None:
     os.execve(sys.executable, [*args, APP], env)
 
 
-def uwsgi_missing() -> str | None:
-    """Why the uWSGI rows cannot run here, or None when uWSGI is installed."""
+def uwsgi_missing(nginx: bool = False) -> str | None:
+    """Why the uWSGI rows (``nginx``: in front of it) cannot run here, or None if they can."""
+    if nginx and shutil.which("nginx") is None:
+        return "nginx is not installed (make nginx installs it)"
     if (Path(sys.prefix) / "bin" / "uwsgi").exists():
         return None
     log = Path(sys.prefix) / "uwsgi-build.log"
@@ -119,7 +123,8 @@ def uwsgi_args(mode: str, port: int) -> list[str]:
     ``--http-websockets`` tells to pass upgrades through; ``--die-on-term``
     makes SIGTERM stop uWSGI rather than reload it; ``--lazy-apps`` loads the
     app in each worker, not once before the fork (so that each process has its
-    own Redis connections and connection ids).
+    own Redis connections and connection ids). ``port`` is None behind nginx:
+    then uWSGI listens on ``--socket`` (the uwsgi protocol), given by the caller.
     """
     args = [str(Path(sys.prefix) / "bin" / "uwsgi"), "--master", "--die-on-term", "--lazy-apps"]
     args += ["--http", f"127.0.0.1:{port}", "--http-websockets"]
@@ -134,8 +139,53 @@ def uwsgi_args(mode: str, port: int) -> list[str]:
     return args
 
 
+NGINX_CONF = """\
+daemon off;
+{user}
+worker_processes 1;
+pid {tmp}/nginx.pid;
+error_log stderr warn;
+events {{ worker_connections 1024; }}
+http {{
+    access_log off;
+    client_body_temp_path {tmp}/body;
+    proxy_temp_path {tmp}/proxy;
+    fastcgi_temp_path {tmp}/fastcgi;
+    uwsgi_temp_path {tmp}/uwsgi;
+    scgi_temp_path {tmp}/scgi;
+    server {{
+        listen 127.0.0.1:{port};
+        location / {{
+            include /etc/nginx/uwsgi_params;
+            uwsgi_pass 127.0.0.1:{upstream};
+            uwsgi_read_timeout 3600s;
+            uwsgi_send_timeout 3600s;
+        }}
+    }}
+}}
+"""
+
+
 def run_uwsgi(mode: str, port: int) -> None:
-    args = uwsgi_args(mode, port)
+    if mode != "nginx":
+        args = uwsgi_args(mode, port)
+        os.execve(args[0], args, dict(os.environ))
+    # nginx on ``port``, passing to uWSGI's uwsgi socket: nginx runs as a child
+    # in this process group (the tests stop the group), uWSGI replaces this process.
+    import socket
+    import subprocess
+
+    tmp = Path(os.environ["DUPLEX_TEST_TMP"])
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        upstream = probe.getsockname()[1]
+    conf = tmp / "nginx.conf"
+    user = "user root;" if os.geteuid() == 0 else ""
+    conf.write_text(NGINX_CONF.format(user=user, tmp=tmp, port=port, upstream=upstream))
+    subprocess.Popen(["nginx", "-c", str(conf), "-p", str(tmp)])
+    args = uwsgi_args("threads", port)
+    at = args.index("--http")
+    args[at : at + 3] = ["--socket", f"127.0.0.1:{upstream}"]
     os.execve(args[0], args, dict(os.environ))
 
 

@@ -67,7 +67,7 @@ def running(
     if name.startswith("uwsgi-"):
         from tests.support.serve import uwsgi_missing
 
-        missing = uwsgi_missing()
+        missing = uwsgi_missing(nginx=name == "uwsgi-nginx")
         if missing is not None:
             pytest.skip(missing)
     port = port or free_port()
@@ -79,7 +79,12 @@ def running(
                 cwd=ROOT,
                 stdout=out,
                 stderr=subprocess.STDOUT,
-                env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
+                env={
+                    **os.environ,
+                    "PYTHONUNBUFFERED": "1",
+                    "DUPLEX_TEST_TMP": tmp,
+                    **(env or {}),
+                },
                 start_new_session=True,
             )
         server = Server(name, port, process, log)

@@ -16,6 +16,7 @@ import urllib.request
 from collections.abc import Iterator
 
 import pytest
+from websockets.exceptions import ConnectionClosed
 from websockets.frames import Opcode
 from websockets.sync.client import connect
 
@@ -207,3 +208,18 @@ def test_failure_right_after_the_handshake_is_the_last_thing_on_the_wire(server:
         assert [frame.opcode for frame, _ in frames] == [Opcode.CLOSE], rest[:80]
         assert frames[0][0].data[:2] == (1007).to_bytes(2, "big")
         assert frames[0][1] == len(rest), rest[:80]
+
+
+def test_the_engine_serves_the_connection(server: Server) -> None:
+    """Compression is negotiated and an oversized message closes 1009: the engine, on every server.
+
+    (uWSGI's own WebSocket functions negotiate no extension and have no such
+    limit: on uWSGI this shows that the engine, not they, serves the socket.)
+    """
+    with connect(f"{server.url}/echo") as ws:
+        assert [ext.name for ext in ws.protocol.extensions] == ["permessage-deflate"]
+    with connect(f"{server.url}/echo-small") as ws:
+        ws.send("x" * 1025)
+        with pytest.raises(ConnectionClosed):
+            ws.recv(timeout=5)
+    assert ws.protocol.close_code == 1009

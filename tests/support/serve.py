@@ -170,23 +170,32 @@ def run_uwsgi(mode: str, port: int) -> None:
     if mode != "nginx":
         args = uwsgi_args(mode, port)
         os.execve(args[0], args, dict(os.environ))
-    # nginx on ``port``, passing to uWSGI's uwsgi socket: nginx runs as a child
-    # in this process group (the tests stop the group), uWSGI replaces this process.
+    # uWSGI on a uwsgi socket, as a child in this process group (the tests stop
+    # the group); once it listens, nginx replaces this process on ``port``, so
+    # that nothing answers on ``port`` (with a 502) before uWSGI can.
     import socket
     import subprocess
+    import time
 
     tmp = Path(os.environ["DUPLEX_TEST_TMP"])
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         upstream = probe.getsockname()[1]
-    conf = tmp / "nginx.conf"
-    user = "user root;" if os.geteuid() == 0 else ""
-    conf.write_text(NGINX_CONF.format(user=user, tmp=tmp, port=port, upstream=upstream))
-    subprocess.Popen(["nginx", "-c", str(conf), "-p", str(tmp)])
     args = uwsgi_args("threads", port)
     at = args.index("--http")
     args[at : at + 3] = ["--socket", f"127.0.0.1:{upstream}"]
-    os.execve(args[0], args, dict(os.environ))
+    uwsgi = subprocess.Popen(args)
+    while uwsgi.poll() is None:
+        try:
+            socket.create_connection(("127.0.0.1", upstream), timeout=0.5).close()
+            break
+        except OSError:
+            time.sleep(0.05)
+    conf = tmp / "nginx.conf"
+    user = "user root;" if os.geteuid() == 0 else ""
+    conf.write_text(NGINX_CONF.format(user=user, tmp=tmp, port=port, upstream=upstream))
+    nginx = shutil.which("nginx") or "nginx"
+    os.execv(nginx, [nginx, "-c", str(conf), "-p", str(tmp)])
 
 
 if __name__ == "__main__":

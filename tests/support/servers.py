@@ -109,6 +109,11 @@ def _wait_until_listening(server: Server, timeout: float = 20.0) -> None:
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:
+    """Stop the server's whole process group, and wait until every process of it is gone.
+
+    The server may not be the group's last process (uWSGI behind nginx: nginx
+    is the server, uWSGI its sibling), so the group is waited for, not only it.
+    """
     if process.poll() is None:
         try:
             os.killpg(process.pid, 15)
@@ -119,3 +124,14 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, 9)
             process.wait(timeout=10)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(process.pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.05)
+    try:
+        os.killpg(process.pid, 9)
+    except ProcessLookupError:
+        pass

@@ -19,7 +19,8 @@ export UV_PYTHON_DOWNLOADS := never
 export NO_MKDOCS_2_WARNING := 1
 SYNC = $(UV) sync --locked --python $(PYTHON)
 
-.PHONY: demo demo-cluster test lint docs docs-serve lock test-deps bench bench-smoke bench-env clean redis-server chromium
+.PHONY: demo demo-cluster test lint docs docs-serve lock test-deps bench bench-smoke bench-env clean \
+	redis-server chromium nginx uwsgi
 
 # make demo PORT=5057 DATA_DIR=/tmp/x: where the demo listens, and where its database lives.
 PORT ?= 5000
@@ -40,7 +41,17 @@ $(STAMP): pyproject.toml uv.lock tools/gunicorn-eventlet.txt $(UV)
 	# runs the last release that has it, from its own folder.
 	$(UV) pip install --quiet --python $(BIN)/python --no-deps --require-hashes \
 		--target $(VENV)/gunicorn-eventlet -r tools/gunicorn-eventlet.txt
+	$(MAKE) --no-print-directory uwsgi VENV_DIR=$(VENV)
 	touch $(STAMP) $(DEMO_STAMP) $(CLUSTER_STAMP)
+
+# uWSGI builds from source. Where the build fails, everything else stays
+# installed, and the uWSGI tests skip, naming the log that says why.
+VENV_DIR ?= $(VENV)
+uwsgi: $(UV)
+	@UV_PROJECT_ENVIRONMENT=$(VENV_DIR) $(SYNC) --quiet --inexact --group uwsgi \
+		> $(VENV_DIR)/uwsgi-build.log 2>&1 \
+		&& rm -f $(VENV_DIR)/uwsgi-build.log \
+		|| echo "warning: uWSGI did not build; its tests will skip (see $(VENV_DIR)/uwsgi-build.log)"
 
 # The demo needs only the package (Flask, websockets); the cluster adds gunicorn, gevent, redis.
 # --inexact: a venv that already holds more (the tests') keeps it.
@@ -67,7 +78,7 @@ lint: $(STAMP)
 	$(BIN)/mypy
 	$(BIN)/mypy --strict $(DEMO_DIR)/duplex_demo $(DEMO_DIR)/cluster.py
 
-test: lint docs redis-server chromium $(BENCH_STAMP)
+test: lint docs redis-server nginx chromium $(BENCH_STAMP)
 	$(BIN)/python -m pytest
 
 # The documentation site, from docs/ and the docstrings, into site/ (not committed).
@@ -85,6 +96,12 @@ redis-server:
 	@command -v redis-server >/dev/null || { \
 		echo "installing redis-server (Debian package)"; \
 		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q redis-server; }
+
+# The uWSGI tests put nginx (uwsgi_pass) in front of uWSGI; install it where it is missing.
+nginx:
+	@command -v nginx >/dev/null || test -x /usr/sbin/nginx || { \
+		echo "installing nginx-light (Debian package)"; \
+		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q nginx-light; }
 
 # The browser tests drive Debian's Chromium through Playwright, never a browser
 # that Playwright downloads; install it where it is missing.

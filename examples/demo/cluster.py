@@ -6,6 +6,9 @@ What ``make demo-cluster`` runs, from this folder. It is no part of the app
 both as its children, and stops both when it is stopped (Ctrl-C, SIGTERM) or
 when either of them exits. A user whose socket landed on one worker talks
 with, and plays against, users on the other.
+
+``--server uwsgi`` runs it on uWSGI instead: 2 processes with gevent, behind
+uWSGI's HTTP router.
 """
 
 from __future__ import annotations
@@ -51,11 +54,28 @@ def stop(process: subprocess.Popen[bytes], grace: float) -> None:
             process.wait(5)
 
 
+def server_command(arguments: argparse.Namespace, here: Path) -> list[str]:
+    """The server's command line: gevent workers, ``arguments.workers`` of them."""
+    if arguments.server == "uwsgi":
+        args = [str(Path(sys.prefix) / "bin" / "uwsgi"), "--master", "--die-on-term"]
+        args += ["--http", f"{arguments.host}:{arguments.port}", "--http-websockets"]
+        args += ["--processes", str(arguments.workers), "--lazy-apps", "--chdir", str(here)]
+        args += ["--gevent", "1000", "--gevent-early-monkey-patch", "--virtualenv", sys.prefix]
+        return [*args, "--eval", "import duplex_demo; application = duplex_demo.create_app()"]
+    args = ["-k", "gevent", "-w", str(arguments.workers)]
+    args += ["--worker-connections", "1000", "--graceful-timeout", "5"]
+    args += ["-b", f"{arguments.host}:{arguments.port}", "--chdir", str(here)]
+    return [sys.executable, "-m", "gunicorn", *args, "duplex_demo:create_app()"]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python cluster.py", description=__doc__)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=5000)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument(
+        "--server", choices=["gunicorn", "uwsgi"], default="gunicorn", help="the WSGI server"
+    )
     parser.add_argument("--data-dir", required=True, help="where the SQLite database lives")
     arguments = parser.parse_args()
 
@@ -76,7 +96,7 @@ def main() -> None:
         redis_args = ["--port", str(redis_port), "--bind", "127.0.0.1", "--save", ""]
         redis_args += ["--appendonly", "no", "--dir", redis_dir]
         redis = subprocess.Popen([redis_binary, *redis_args], stdout=subprocess.DEVNULL)
-        gunicorn = None
+        server = None
         try:
             wait_for_port(redis_port, redis, "redis-server", 10)
             env = dict(
@@ -85,24 +105,18 @@ def main() -> None:
                 DUPLEX_DEMO_MESSAGE_QUEUE=f"redis://127.0.0.1:{redis_port}/0",
             )
             here = Path(__file__).resolve().parent  # The folder that holds duplex_demo/.
-            gunicorn_args = ["-k", "gevent", "-w", str(arguments.workers)]
-            gunicorn_args += ["--worker-connections", "1000", "--graceful-timeout", "5"]
-            gunicorn_args += ["-b", f"{arguments.host}:{arguments.port}", "--chdir", str(here)]
-            gunicorn = subprocess.Popen(
-                [sys.executable, "-m", "gunicorn", *gunicorn_args, "duplex_demo:create_app()"],
-                env=env,
-            )
-            wait_for_port(arguments.port, gunicorn, "gunicorn", 30)
+            server = subprocess.Popen(server_command(arguments, here), env=env)
+            wait_for_port(arguments.port, server, arguments.server, 30)
             print(
                 f"Flask-Duplex demo cluster on http://{arguments.host}:{arguments.port}/ "
                 f"({arguments.workers} gevent workers, redis-server on port {redis_port})",
                 flush=True,
             )
-            while not stopping and gunicorn.poll() is None and redis.poll() is None:
+            while not stopping and server.poll() is None and redis.poll() is None:
                 time.sleep(0.2)
         finally:
-            if gunicorn is not None:
-                stop(gunicorn, 10)
+            if server is not None:
+                stop(server, 10)
             stop(redis, 5)
 
 

@@ -114,6 +114,8 @@ class Engine:
     ) -> None:
         """Open the connection: queue the handshake ``response`` (the 101), start reading.
 
+        ``response`` is empty when the server adapter wrote the 101 itself.
+
         ``prefetched`` holds bytes the server read past the request head;
         ``sock_timeout`` is the timeout to give the socket back with (``...``:
         the one it has now); ``name`` names the connection in logs.
@@ -153,7 +155,8 @@ class Engine:
         protocol.sink = self
         with self._lock:
             lifecycle.accept()
-            self._outbox.add([response])
+            if response:  # Empty when the server adapter wrote it.
+                self._outbox.add([response])
             if prefetched:
                 self._feed(prefetched)
             self._update_watch()

@@ -182,13 +182,16 @@ class Upgrade:
                 raise ConnectionClosed(1001, "server shutting down")
             accepted, self._accepted = self._accepted, None
             handover = self._adapter.take_over(self._environ)
+            response = accepted.response
+            if self._adapter.send_response(self._environ, response):
+                response = b""
             engine = Engine(
                 accepted.protocol,
                 handover.sock,
                 options=self._options,
                 lifecycle=lifecycle,
                 reactor=self._reactor,
-                response=accepted.response,
+                response=response,
                 prefetched=handover.prefetched,
                 sock_timeout=handover.timeout,
                 name=f"{self._rule} ({self._environ.get('REMOTE_ADDR')})",

@@ -115,6 +115,26 @@ def test_a_process_is_subscribed_before_its_first_connection_runs(
         assert str(ws.recv(timeout=5)).startswith("first ")
 
 
+def test_uwsgi_workers_share_rooms_through_redis(redis: RedisServer) -> None:
+    """uWSGI with --processes 2: a client on each worker gets what the other sends."""
+    env = env_for(redis, DUPLEX_TEST_UWSGI_PROCESSES="2")
+    with running("uwsgi-threads", env) as server, ExitStack() as stack:
+        by_process: dict[str, tuple[ClientConnection, str]] = {}
+        for _ in range(40):  # The workers take turns as the kernel wakes them.
+            ws, ws_id = join(stack, server, "r1")
+            by_process.setdefault(ws_id[:16], (ws, ws_id))  # Ids start with a per-process prefix.
+            if len(by_process) == 2:
+                break
+        assert len(by_process) == 2, "every connection went to one worker"
+        (alice, alice_id), (bob, bob_id) = by_process.values()
+        alice.send("hello from alice")
+        assert recv(bob) == "hello from alice"
+        assert recv(alice) == "hello from alice"
+        assert post(server, f"/send/{alice_id}", text="psst") == 204
+        assert recv(alice) == "psst"
+        assert {alice_id, bob_id} <= set(members(server, "r1"))
+
+
 def presence(server: Server, room: str) -> dict[str, dict[str, str]]:
     with urllib.request.urlopen(f"{server.http}/presence/{room}", timeout=10) as response:
         return dict(json.loads(response.read()))

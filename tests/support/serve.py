@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,9 @@ SERVERS = (
     "gunicorn-sync",
     "gevent",
     "eventlet",
+    "uwsgi-threads",
+    "uwsgi-gevent",
+    "uwsgi-nginx",
 )
 APP = os.environ.get("DUPLEX_TEST_APP", "tests.support.apps:app")
 
@@ -70,6 +74,8 @@ def main() -> None:
         if CERT:
             listener = eventlet.wrap_ssl(listener, certfile=CERT, keyfile=KEY, server_side=True)
         eventlet.wsgi.server(listener, app, max_size=4096)
+    elif server.startswith("uwsgi-"):
+        run_uwsgi(server.removeprefix("uwsgi-"), port)
     elif server == "wsgiref":
         from wsgiref.simple_server import make_server
 
@@ -96,6 +102,100 @@ def run_gunicorn(worker: str, port: int) -> None:
         older = Path(sys.prefix) / "gunicorn-eventlet"
         env["PYTHONPATH"] = os.pathsep.join([str(older), env.get("PYTHONPATH", ""), "."])
     os.execve(sys.executable, [*args, APP], env)
+
+
+def uwsgi_missing(nginx: bool = False) -> str | None:
+    """Why the uWSGI rows (``nginx``: in front of it) cannot run here, or None if they can."""
+    if nginx and shutil.which("nginx") is None:
+        return "nginx is not installed (make nginx installs it)"
+    if (Path(sys.prefix) / "bin" / "uwsgi").exists():
+        return None
+    log = Path(sys.prefix) / "uwsgi-build.log"
+    if log.exists():
+        return f"uWSGI did not build on this machine (see {log})"
+    return "uWSGI is not installed (make .venv/.installed installs it)"
+
+
+def uwsgi_args(mode: str, port: int) -> list[str]:
+    """uWSGI's command line for ``mode`` (``threads``, ``gevent``), as its users would write it.
+
+    ``--http`` starts uWSGI's HTTP router in front of the worker, which
+    ``--http-websockets`` tells to pass upgrades through; ``--die-on-term``
+    makes SIGTERM stop uWSGI rather than reload it; ``--lazy-apps`` loads the
+    app in each worker, not once before the fork (so that each process has its
+    own Redis connections and connection ids). ``port`` is None behind nginx:
+    then uWSGI listens on ``--socket`` (the uwsgi protocol), given by the caller.
+    """
+    args = [str(Path(sys.prefix) / "bin" / "uwsgi"), "--master", "--die-on-term", "--lazy-apps"]
+    args += ["--http", f"127.0.0.1:{port}", "--http-websockets"]
+    args += ["--module", APP, "--pythonpath", ".", "--virtualenv", sys.prefix]
+    args += ["--processes", os.environ.get("DUPLEX_TEST_UWSGI_PROCESSES", "1")]
+    if mode == "threads":
+        args += ["--enable-threads", "--threads", "64"]
+    elif mode == "gevent":
+        args += ["--gevent", "1000", "--gevent-early-monkey-patch"]
+    else:
+        raise SystemExit(f"unknown uWSGI mode {mode!r}")
+    return args
+
+
+NGINX_CONF = """\
+daemon off;
+{user}
+worker_processes 1;
+pid {tmp}/nginx.pid;
+error_log stderr warn;
+events {{ worker_connections 1024; }}
+http {{
+    access_log off;
+    client_body_temp_path {tmp}/body;
+    proxy_temp_path {tmp}/proxy;
+    fastcgi_temp_path {tmp}/fastcgi;
+    uwsgi_temp_path {tmp}/uwsgi;
+    scgi_temp_path {tmp}/scgi;
+    server {{
+        listen 127.0.0.1:{port};
+        location / {{
+            include /etc/nginx/uwsgi_params;
+            uwsgi_pass 127.0.0.1:{upstream};
+            uwsgi_read_timeout 3600s;
+            uwsgi_send_timeout 3600s;
+        }}
+    }}
+}}
+"""
+
+
+def run_uwsgi(mode: str, port: int) -> None:
+    if mode != "nginx":
+        args = uwsgi_args(mode, port)
+        os.execve(args[0], args, dict(os.environ))
+    # uWSGI on a uwsgi socket, as a child in this process group (the tests stop
+    # the group); once it listens, nginx replaces this process on ``port``, so
+    # that nothing answers on ``port`` (with a 502) before uWSGI can.
+    import socket
+    import subprocess
+    import time
+
+    tmp = Path(os.environ["DUPLEX_TEST_TMP"])
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        upstream = probe.getsockname()[1]
+    args = uwsgi_args("threads", port)
+    at = args.index("--http")
+    args[at : at + 3] = ["--socket", f"127.0.0.1:{upstream}"]
+    uwsgi = subprocess.Popen(args)
+    while uwsgi.poll() is None:
+        try:
+            socket.create_connection(("127.0.0.1", upstream), timeout=0.5).close()
+            break
+        except OSError:
+            time.sleep(0.05)
+    conf = tmp / "nginx.conf"
+    user = "user root;" if os.geteuid() == 0 else ""
+    conf.write_text(NGINX_CONF.format(user=user, tmp=tmp, port=port, upstream=upstream))
+    nginx = shutil.which("nginx") or "nginx"
+    os.execv(nginx, [nginx, "-c", str(conf), "-p", str(tmp)])
 
 
 if __name__ == "__main__":

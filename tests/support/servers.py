@@ -13,6 +13,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -62,6 +64,12 @@ def running(
 
     ``port`` is a free one unless given: a restart passes the port it had.
     """
+    if name.startswith("uwsgi-"):
+        from tests.support.serve import uwsgi_missing
+
+        missing = uwsgi_missing(nginx=name == "uwsgi-nginx")
+        if missing is not None:
+            pytest.skip(missing)
     port = port or free_port()
     with tempfile.TemporaryDirectory() as tmp:
         log = Path(tmp) / "server.log"
@@ -71,7 +79,12 @@ def running(
                 cwd=ROOT,
                 stdout=out,
                 stderr=subprocess.STDOUT,
-                env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
+                env={
+                    **os.environ,
+                    "PYTHONUNBUFFERED": "1",
+                    "DUPLEX_TEST_TMP": tmp,
+                    **(env or {}),
+                },
                 start_new_session=True,
             )
         server = Server(name, port, process, log)
@@ -96,6 +109,11 @@ def _wait_until_listening(server: Server, timeout: float = 20.0) -> None:
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:
+    """Stop the server's whole process group, and wait until every process of it is gone.
+
+    The server may not be the group's last process (uWSGI behind nginx: nginx
+    is the server, uWSGI its sibling), so the group is waited for, not only it.
+    """
     if process.poll() is None:
         try:
             os.killpg(process.pid, 15)
@@ -106,3 +124,14 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, 9)
             process.wait(timeout=10)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(process.pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.05)
+    try:
+        os.killpg(process.pid, 9)
+    except ProcessLookupError:
+        pass

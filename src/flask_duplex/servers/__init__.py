@@ -17,6 +17,7 @@ from .eventlet import EventletAdapter
 from .gevent import GeventAdapter
 from .gunicorn import GunicornAdapter
 from .testing import TestingAdapter
+from .uwsgi import UwsgiAdapter
 from .werkzeug import WerkzeugAdapter
 
 __all__ = ["ADAPTERS", "Handover", "ServerAdapter", "detect", "supported_names"]
@@ -27,6 +28,7 @@ ADAPTERS: tuple[ServerAdapter, ...] = (
     GunicornAdapter(),
     EventletAdapter(),
     GeventAdapter(),
+    UwsgiAdapter(),
 )
 
 

@@ -52,6 +52,15 @@ class ServerAdapter(abc.ABC):
     def take_over(self, environ: Mapping[str, Any]) -> Handover:
         """Take the client socket from the server (when the connection is accepted)."""
 
+    def send_response(self, environ: Mapping[str, Any], response: bytes) -> bool:
+        """Have the server itself write the handshake's ``response`` (the 101); False if it cannot.
+
+        Called once the socket is taken over. By default the engine writes the
+        101 to the socket; a server that must see the response go out through
+        its own writer (to log it, and to write nothing after it) does it here.
+        """
+        return False
+
     def response_after_close(self, environ: Mapping[str, Any]) -> Any:
         """What the view returns once the WebSocket is over and its socket shut down.
 

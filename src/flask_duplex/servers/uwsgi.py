@@ -1,0 +1,104 @@
+"""uWSGI, behind its own ``--http`` router or a web server's ``uwsgi_pass``.
+
+uWSGI talks to the client through a front (its HTTP router, nginx) over one
+connection per request; ``uwsgi.connection_fd()`` is the worker's end of it.
+With ``--http-websockets`` the router, and nginx with the ``Upgrade`` and
+``Connection`` headers passed on, relay bytes both ways once the request is
+sent, so the engine speaks WebSocket on that connection as on any other
+server's socket.
+
+The 101 goes out through uWSGI's own writer (its ``start_response`` and
+``write``, which any code running a request may call): uWSGI logs the upgrade
+as 101 and, its headers being sent, writes nothing when the view returns.
+(Were the engine to write the 101, uWSGI would write a status line of its own
+after the close frame, to a shut-down socket, and log a write error.)
+
+Who owns what: the engine gets a socket object over a duplicate of uWSGI's
+descriptor, so it never closes uWSGI's own; the adapter closes the duplicate
+once the connection is over. Both descriptors share one open file, and so one
+blocking flag: the socket goes back in the mode uWSGI left it in.
+
+uWSGI reads the request from its front in one read, which may take bytes past
+it; those stay in uWSGI's buffer, out of the engine's reach. A client sends
+nothing before the 101 comes (RFC 6455, section 4.1), so nothing is lost.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import socket
+from collections.abc import Mapping
+from typing import Any
+
+from flask import Response
+
+from .. import green
+from ..errors import UnsupportedServer
+from .base import Handover, ServerAdapter
+
+__all__ = ["UwsgiAdapter"]
+
+#: The duplicate socket the engine used, closed by the adapter afterwards.
+SOCKET_KEY = "flask_duplex.uwsgi_socket"
+
+
+class UwsgiAdapter(ServerAdapter):
+    name = "uWSGI (--http-websockets, or nginx's uwsgi_pass; threads or --gevent)"
+
+    def matches(self, environ: Mapping[str, Any]) -> bool:
+        return "uwsgi.version" in environ
+
+    def check(self, environ: Mapping[str, Any]) -> None:
+        try:
+            import uwsgi  # noqa: F401
+        except ImportError:  # pragma: no cover - the module exists in every uWSGI worker
+            raise UnsupportedServer("the uwsgi module is missing") from None
+        if "uwsgi.core" not in environ:  # pragma: no cover
+            raise UnsupportedServer("this uWSGI does not say which core serves the request")
+        if _gevent_loop() and not green.patched("gevent"):
+            raise UnsupportedServer(
+                "uWSGI's gevent loop serves WebSockets only with monkey-patching: run uWSGI "
+                "with --gevent-early-monkey-patch (or --gevent-monkey-patch)"
+            )
+
+    def take_over(self, environ: Mapping[str, Any]) -> Handover:
+        import uwsgi
+
+        fd = uwsgi.connection_fd()
+        blocking = not fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_NONBLOCK
+        sock = socket.socket(fileno=os.dup(fd))
+        environ[SOCKET_KEY] = sock  # type: ignore[index]
+        return Handover(sock, timeout=None if blocking else 0.0)
+
+    def send_response(self, environ: Mapping[str, Any], response: bytes) -> bool:
+        import uwsgi
+
+        head = response.decode("latin-1").split("\r\n")
+        status = head[0].split(" ", 1)[1]  # "HTTP/1.1 101 Switching Protocols"
+        headers = [
+            (name, value.lstrip())
+            for name, _, value in (line.partition(":") for line in head[1:] if line)
+        ]
+        write = uwsgi.start_response(status, headers)
+        write(b"")  # Sends the headers now (and blocks until they are out).
+        return True
+
+    def response_after_close(self, environ: Mapping[str, Any]) -> Any:
+        sock = environ.get(SOCKET_KEY)
+        if sock is not None:
+            sock.close()  # The duplicate; uWSGI closes its own descriptor.
+        return _AlreadySent()
+
+
+class _AlreadySent(Response):
+    """The end of a WebSocket request on uWSGI: its 101 went out already; nothing more."""
+
+    def __call__(self, environ: Any, start_response: Any) -> Any:
+        return []
+
+
+def _gevent_loop() -> bool:
+    import uwsgi
+
+    return bool(getattr(uwsgi, "loop", None) == "gevent")

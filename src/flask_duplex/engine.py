@@ -66,8 +66,10 @@ __all__ = ["Engine"]
 logger = logging.getLogger("flask_duplex")
 
 _OPEN, _CLOSING, _FINISHED = State.OPEN, State.CLOSING, State.FINISHED
-_REACTOR, _HANDLER = Reader.REACTOR, Reader.HANDLER
+_REACTOR = Reader.REACTOR
 _PONG = Opcode.PONG
+#: What :meth:`Engine._take_turn` answers when the calling thread became the reader.
+_READ_HERE = object()
 
 
 class Engine:
@@ -179,30 +181,12 @@ class Engine:
         """
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._lock:
-            while True:
-                if self._inbox.count:
-                    return self._pop()
-                if not self._lifecycle.input_open:
-                    raise self._closed_error()
-                reading = self._reading
-                if reading.reader is not _HANDLER and self._reactor.handlers_read:
-                    reading.reader = _HANDLER  # This thread reads the socket now.
-                    if self._events & EVENT_READ:  # The reactor was reading it.
-                        self._update_watch()
-                    break
-                # The reactor reads (eventlet), or another thread does: wait for
-                # its messages, or for the socket to be free to read here.
-                wait = None if deadline is None else deadline - time.monotonic()
-                if wait is not None and wait <= 0:
-                    return None
-                self._wait_for(self._may_go_on, wait)
-        try:
-            return cast("Message | None", self._read_directly(deadline, self._take_message))
-        finally:
-            with self._lock:
-                self._reading.release()
-                if self._waiters:  # Another thread may wait to read.
-                    self._notify_input()
+            turn = self._take_turn(self._take_message, self._message_or_turn, deadline)
+        if turn is _READ_HERE:
+            turn = self._read_here(deadline, self._take_message)
+        if isinstance(turn, ConnectionClosed):
+            raise turn
+        return cast("Message | None", turn)
 
     def send(self, data: bytes | bytearray | memoryview, text: bool) -> None:
         """Send one message; return once it is written or queued behind another writer.
@@ -280,24 +264,11 @@ class Engine:
         """
         self._start_close(code, reason, reactor_reads=not self._reactor.handlers_read)
         deadline = time.monotonic() + self._options.close_timeout
-        done = False
         with self._lock:
-            while not done:
-                if not self._lifecycle.input_open:
-                    done = True
-                elif self._may_read_here():
-                    self._reading.claim()
-                    break
-                elif not self._wait_for(self._closed_or_free, deadline - time.monotonic()):
-                    break
-        if not done and self._reading.reader is _HANDLER:
-            try:
-                done = bool(self._read_directly(deadline, self._input_is_over))
-            finally:
-                with self._lock:
-                    self._reading.release()
-                    self._notify_input()
-        if not done:
+            turn = self._take_turn(self._input_is_over, self._end_or_turn, deadline)
+        if turn is _READ_HERE:
+            turn = self._read_here(deadline, self._input_is_over)
+        if turn is not True:  # The peer did not answer in time.
             self.abort()
 
     def close_nowait(self, code: int, reason: str) -> None:
@@ -472,6 +443,48 @@ class Engine:
                     raise answer
                 return cast("Message | bool", answer)
 
+    def _take_turn(
+        self, settle: Callable[[], Any], wakeup: Callable[[], bool], deadline: float | None
+    ) -> Any:
+        """Wait for ``settle()`` to answer, or to become the socket's reader (lock held).
+
+        The one place where a thread that needs input (``receive()``, and
+        ``close()`` waiting for the peer's answer) either gets it from the
+        inbox, becomes the reader (``reading.py`` says when it may), or waits
+        for one of those, woken when ``wakeup()`` may have changed.
+
+        Returns:
+            What ``settle()`` answered; :data:`_READ_HERE` once this thread
+            reads the socket (it must then call :meth:`_read_here`); ``None``
+            when the deadline passed first.
+        """
+        while True:
+            answer = settle()
+            if answer is not None:
+                return answer
+            if self._reading.claim():
+                if self._events & EVENT_READ:  # The reactor was reading it.
+                    self._update_watch()
+                return _READ_HERE
+            # The reactor reads (eventlet), or another thread does: wait for
+            # its messages, or for the socket to be free to read here.
+            wait = None if deadline is None else deadline - time.monotonic()
+            if wait is not None and wait <= 0:
+                return None
+            self._wait_for(wakeup, wait)
+
+    def _read_here(self, deadline: float | None, settle: Callable[[], Any]) -> Any:
+        """Read on this thread, the socket's reader, then hand reading back (see reading.py)."""
+        try:
+            return self._read_directly(deadline, settle)
+        except ConnectionClosed as exc:
+            return exc
+        finally:
+            with self._lock:
+                self._reading.release()
+                if self._waiters:  # Another thread may wait to read.
+                    self._notify_input()
+
     def _take_message(self) -> Message | ConnectionClosed | None:
         # Lock held: the next message, the end, or None to read on.
         if self._inbox.count:
@@ -481,10 +494,6 @@ class Engine:
     def _input_is_over(self) -> bool | None:
         # Lock held.
         return None if self._lifecycle.input_open else True
-
-    def _may_read_here(self) -> bool:
-        # Lock held: whether the calling thread may read the socket now.
-        return self._reactor.handlers_read and self._reading.reader is not _HANDLER
 
     def _on_ready(self, mask: int) -> None:
         # Reactor thread: never block here.
@@ -543,14 +552,14 @@ class Engine:
             self._update_watch()
         return message
 
-    def _closed_or_free(self) -> bool:
+    def _end_or_turn(self) -> bool:
         # A waiting close() has something to do: input ended, or the socket is free.
-        return not self._lifecycle.input_open or self._may_read_here()
+        return not self._lifecycle.input_open or self._reading.may_claim()
 
-    def _may_go_on(self) -> bool:
-        # A waiting receive() or close() has something to do: a message, the
-        # end of input, or the socket free to read.
-        return bool(self._inbox.count) or not self._lifecycle.input_open or self._may_read_here()
+    def _message_or_turn(self) -> bool:
+        # A waiting receive() has something to do: a message, the end of
+        # input, or the socket free to read.
+        return bool(self._inbox.count) or self._end_or_turn()
 
     # -- writing ------------------------------------------------------------
 

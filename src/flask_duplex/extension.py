@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import json
 import threading
-import time
 import weakref
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from flask import Blueprint, Flask, current_app, has_app_context, request
+from flask.json.provider import DefaultJSONProvider
 
 from . import green, shutdown
 from .browser import register_client
@@ -19,7 +18,8 @@ from .channels import Channels, Subscription
 from .connection import WebSocket, check_close
 from .hub import Hub, create_hub, encode_message
 from .options import AppSettings, Options, check_names, config_defaults
-from .serving import Hook, compact_dumps, serve
+from .registry import Connections
+from .serving import Hook, Route, serve
 from .tasks import DeploymentTask, Task, Tasks
 from .tasks import sleep as task_sleep
 
@@ -37,16 +37,6 @@ T = TypeVar("T")
 Exclude = WebSocket | str | Iterable[WebSocket | str] | None
 
 
-@dataclasses.dataclass(eq=False)
-class Route:
-    """A WebSocket route, as registered by :meth:`Duplex.route`."""
-
-    rule: str
-    handler: Handler
-    endpoint: str
-    options: dict[str, Any]
-
-
 class DuplexState:
     """What Flask-Duplex keeps for one app, in ``app.extensions["duplex"]``.
 
@@ -54,29 +44,30 @@ class DuplexState:
         duplex: The :class:`Duplex` bound to the app.
         hub: The rooms, broadcast and presence backend of the app.
         settings: The app-wide settings (``DUPLEX_MESSAGE_QUEUE`` and the like).
-        shutdown_timeout: Seconds a graceful shutdown waits for handlers.
-        draining: New connections are refused (503): the server is shutting down.
+        connections: The app's open connections in this process (how many,
+            whether the process is draining, closing them all).
+        tasks: The app's background and deployment-wide tasks in this process.
+        channels: The app's server-side channel subscriptions in this process.
     """
 
     def __init__(self, duplex: Duplex, app: Flask, hub: Hub, settings: AppSettings) -> None:
         self.duplex = duplex
         self.hub = hub
         self.settings = settings
-        self.shutdown_timeout = settings.shutdown_timeout
-        self.draining = False
+        self.connections = Connections(
+            self.hub.local_members, self.close, settings.shutdown_timeout
+        )
+        # serving.ServeContext: what serving an upgrade request uses.
+        self.connect_hooks = duplex.connect_hooks
+        self.disconnect_hooks = duplex.disconnect_hooks
+        #: The app's JSON encoder, compact, made once.
+        self.json_dumps = _compact_dumps(app)
         self._app = weakref.ref(app)
         self._config = app.config
         self._options: dict[Route, Options] = {}
         self._warned_servers: set[str] = set()
-        self._open = 0  # accepted connections whose handler has not finished
-        self._counter_lock = threading.Lock()
-        self._idle: threading.Condition | None = None  # Made by the first close_all() that waits.
-        #: The app's background and deployment-wide tasks in this process.
         self.tasks = Tasks(app)
-        #: The app's server-side channel subscriptions in this process.
         self.channels = Channels()
-        #: The app's JSON encoder, compact (see serving.compact_dumps), made once.
-        self.json_dumps = compact_dumps(app)
         loads = app.json.loads
         channels = self.channels
 
@@ -104,33 +95,9 @@ class DuplexState:
         self._warned_servers.add(software)
         return True
 
-    def connection_opened(self) -> None:
-        with self._counter_lock:
-            self._open += 1
-
-    def connection_finished(self) -> None:
-        with self._counter_lock:
-            self._open -= 1
-            idle = self._idle if not self._open else None
-        if idle is not None:
-            with idle:
-                idle.notify_all()
-
     def close_all(self, code: int = 1001, reason: str = "", timeout: float | None = None) -> int:
         """See :meth:`Duplex.close_all`."""
-        for ws in self.local_connections:
-            ws.close_nowait(code, reason)
-        if timeout is None:
-            return self._open
-        deadline = time.monotonic() + timeout
-        with self._counter_lock:
-            if self._idle is None:
-                self._idle = threading.Condition()
-            idle = self._idle
-        with idle:
-            while self._open and (left := deadline - time.monotonic()) > 0:
-                idle.wait(left)
-            return self._open
+        return self.connections.close_all(code, reason, timeout)
 
     def close(self) -> None:
         """Stop the app's background work in this process; see :meth:`Duplex.close`."""
@@ -234,7 +201,7 @@ class Duplex:
             register_client(app)  # duplex.js, at url_for("flask_duplex.client")
         self._apps = [ref for ref in self._apps if ref() is not None]
         self._apps.append(weakref.ref(app))
-        shutdown.watch(state)
+        shutdown.watch(state.connections)
         for route in self._routes:
             self._add_rule(app, route)
 
@@ -655,6 +622,18 @@ def _ids(exclude: Exclude) -> Iterable[str]:
     if isinstance(exclude, str | WebSocket):
         exclude = [exclude]
     return (item.id if isinstance(item, WebSocket) else str(item) for item in exclude)
+
+
+def _compact_dumps(app: Flask) -> Callable[[Any], str]:
+    """The app's JSON encoder, compact when it is Flask's own (``{"a":1}``, not ``{"a": 1}``).
+
+    Messages go out many times a second to many clients: the spaces cost
+    about a tenth of their size. A custom provider is used as it is.
+    """
+    provider = app.json
+    if isinstance(provider, DefaultJSONProvider):
+        return functools.partial(provider.dumps, separators=(",", ":"))
+    return provider.dumps
 
 
 def _state(app: Flask) -> DuplexState:

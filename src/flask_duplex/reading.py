@@ -57,10 +57,11 @@ class Reader(enum.Enum):
 class Reading:
     """The read side of one connection: its reader, and the handovers between readers."""
 
-    __slots__ = ("_reactor", "_rearm", "_tick_pending", "reader")
+    __slots__ = ("_handlers_read", "_reactor", "_rearm", "_tick_pending", "reader")
 
     def __init__(self, reactor: Reactor, rearm: Callable[[], None], handlers_read: bool) -> None:
         self._reactor = reactor
+        self._handlers_read = handlers_read
         #: Called on the reactor's next tick after a handler left ``receive()``;
         #: it takes the lock and calls :meth:`tick`.
         self._rearm = rearm
@@ -76,9 +77,25 @@ class Reading:
             self._tick_pending = True
             self._reactor.rearm_soon(self._rearm)
 
-    def claim(self) -> None:
-        """A thread in ``receive()`` becomes the reader (lock held)."""
+    def may_claim(self) -> bool:
+        """Whether a thread that needs input may become the reader now (lock held).
+
+        Not while another thread reads, and never under eventlet, where the
+        reactor always reads.
+        """
+        return self._handlers_read and self.reader is not Reader.HANDLER
+
+    def claim(self) -> bool:
+        """The calling thread becomes the reader, if it may (lock held).
+
+        Returns:
+            Whether it did (see :meth:`may_claim`); if so, it reads the socket
+            until it calls :meth:`release`.
+        """
+        if not self._handlers_read or self.reader is Reader.HANDLER:
+            return False
         self.reader = Reader.HANDLER
+        return True
 
     def release(self) -> None:
         """The reading thread leaves ``receive()`` (lock held).

@@ -23,13 +23,14 @@ during the close is not an application error.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import itertools
 import logging
 import os
 import secrets
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from flask import (
     Flask,
@@ -39,7 +40,6 @@ from flask import (
     has_request_context,
     request,
 )
-from flask.json.provider import DefaultJSONProvider
 from flask.signals import got_request_exception
 
 from . import servers
@@ -51,19 +51,50 @@ from .lifecycle import Lifecycle, State
 from .reactor import get_reactor
 
 if TYPE_CHECKING:
-    from .extension import DuplexState, Route
+    from .hub import Hub
     from .options import Options
+    from .registry import Connections
     from .servers import ServerAdapter
 
-__all__ = ["Hook", "serve"]
+__all__ = ["Hook", "Route", "ServeContext", "serve"]
 
 logger = logging.getLogger("flask_duplex")
 
 Hook = Callable[[WebSocket], Any]
 
 
+@dataclasses.dataclass(eq=False)
+class Route:
+    """A WebSocket route, as registered by :meth:`Duplex.route <flask_duplex.Duplex.route>`."""
+
+    rule: str
+    handler: Callable[..., Any]
+    endpoint: str
+    options: dict[str, Any]
+
+
+class ServeContext(Protocol):
+    """What serving an upgrade request needs of the app (the extension's per-app state)."""
+
+    #: The app's open connections in this process, and whether it is draining.
+    connections: Connections
+    #: Rooms and presence: each accepted connection is added, and removed at its end.
+    hub: Hub
+    #: The app's JSON encoder, for ``send_json`` and broadcasts.
+    json_dumps: Callable[[Any], str]
+    #: Run with each connection once it is accepted, and once it ended.
+    connect_hooks: list[Hook]
+    disconnect_hooks: list[Hook]
+
+    def options_for(self, route: Route) -> Options:
+        """The route's options on this app."""
+
+    def warn_server_once(self, software: str) -> bool:
+        """True the first time ``software`` is met (so that it is logged once)."""
+
+
 def serve(
-    state: DuplexState, route: Route, view_args: dict[str, Any], options: Options | None = None
+    state: ServeContext, route: Route, view_args: dict[str, Any], options: Options | None = None
 ) -> Any:
     """The view of a WebSocket route: run the handler for this upgrade request.
 
@@ -78,7 +109,7 @@ def serve(
         adapter.check(environ)
     except UnsupportedServer as exc:
         return _unsupported_server(state, environ, str(exc))
-    if state.draining:
+    if state.connections.draining:
         return _shutting_down()
     if options is None:
         options = state.options_for(route)
@@ -139,7 +170,7 @@ class Upgrade:
     def __init__(
         self,
         app: Flask,
-        state: DuplexState,
+        state: ServeContext,
         route: Route,
         adapter: ServerAdapter,
         accepted: Accepted,
@@ -154,7 +185,7 @@ class Upgrade:
         # connection is accepted from another thread; the copy is made here,
         # while that context is current, and only when there are hooks.
         self._run_hooks_elsewhere: Callable[..., bool] | None = None
-        if state.duplex.connect_hooks:
+        if state.connect_hooks:
             self._run_hooks_elsewhere = copy_current_request_context(
                 functools.partial(_run_hooks, app, rule=self._rule)
             )
@@ -176,7 +207,7 @@ class Upgrade:
                 return self._engine, False
             if lifecycle.state is not State.CONNECTING or self._accepted is None:
                 raise ConnectionClosed(1006, "the connection was not accepted")
-            if self._state.draining:
+            if self._state.connections.draining:
                 lifecycle.reject()
                 self.refused = True
                 raise ConnectionClosed(1001, "server shutting down")
@@ -197,12 +228,12 @@ class Upgrade:
                 name=f"{self._rule} ({self._environ.get('REMOTE_ADDR')})",
             )
             self._engine = engine
-            self._state.connection_opened()
+            self._state.connections.opened()
             return engine, True
 
     def accepted(self, ws: WebSocket) -> None:
         self._state.hub.add(ws)
-        hooks = self._state.duplex.connect_hooks
+        hooks = self._state.connect_hooks
         if not hooks:
             return
         if has_request_context():
@@ -233,8 +264,8 @@ class Upgrade:
             engine.finish()
         finally:
             self._state.hub.remove(ws)
-            _run_hooks(self._app, self._state.duplex.disconnect_hooks, ws, self._rule)
-            self._state.connection_finished()
+            _run_hooks(self._app, self._state.disconnect_hooks, ws, self._rule)
+            self._state.connections.finished()
 
 
 # Connection ids are unique across processes and machines (send_to goes through
@@ -256,18 +287,6 @@ def _new_ids_after_fork() -> None:
 
 
 os.register_at_fork(after_in_child=_new_ids_after_fork)
-
-
-def compact_dumps(app: Flask) -> Callable[[Any], str]:
-    """The app's JSON encoder, compact when it is Flask's own (``{"a":1}``, not ``{"a": 1}``).
-
-    Messages go out many times a second to many clients: the spaces cost
-    about a tenth of their size. A custom provider is used as it is.
-    """
-    provider = app.json
-    if isinstance(provider, DefaultJSONProvider):
-        return functools.partial(provider.dumps, separators=(",", ":"))
-    return provider.dumps
 
 
 def _handler_failed(app: Flask, ws: WebSocket, exc: Exception) -> None:
@@ -311,7 +330,7 @@ def _shutting_down() -> Response:
 _NO_SOCKET = "it does not hand over its sockets, so it cannot serve WebSockets"
 
 
-def _unsupported_server(state: DuplexState, environ: Any, why: str) -> Response:
+def _unsupported_server(state: ServeContext, environ: Any, why: str) -> Response:
     software = str(environ.get("SERVER_SOFTWARE", "unknown"))
     if state.warn_server_once(software):
         logger.error(

@@ -45,14 +45,11 @@ import threading
 import time
 import weakref
 from types import FrameType
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from .reactor import current_reactor
 
-if TYPE_CHECKING:
-    from .extension import DuplexState
-
-__all__ = ["GOING_AWAY_REASON", "begin", "watch"]
+__all__ = ["GOING_AWAY_REASON", "Drainable", "begin", "watch"]
 
 GOING_AWAY_REASON = "server shutting down"
 
@@ -60,15 +57,33 @@ _SIGNALS = tuple(
     getattr(signal, name) for name in ("SIGTERM", "SIGINT", "SIGQUIT") if hasattr(signal, name)
 )
 
-_states: weakref.WeakSet[DuplexState] = weakref.WeakSet()
+
+class Drainable(Protocol):
+    """What shutdown needs of an app's connections (``registry.Connections``)."""
+
+    #: New connections are refused: set from a signal handler, so a plain attribute.
+    draining: bool
+    #: Seconds the process's exit waits for the handlers.
+    shutdown_timeout: float
+
+    def close_all(self, code: int, reason: str, timeout: float | None = None) -> int:
+        """Close every connection; wait up to ``timeout`` for handlers; how many still run."""
+
+    def stop_background(self) -> None:
+        """Stop the app's background work, once its connections are done."""
+
+
+# Process-wide, as signal handlers and exit hooks are. The set holds each app's
+# registry weakly: an app that is dropped (tests make many) leaves it.
+_watched: weakref.WeakSet[Drainable] = weakref.WeakSet()
 _installed_pid = 0
 _started = False
 
 
-def watch(state: DuplexState) -> None:
-    """Close ``state``'s connections when the process stops; set the process up once."""
+def watch(connections: Drainable) -> None:
+    """Close these connections when the process stops; set the process up once."""
     global _installed_pid, _started
-    _states.add(state)
+    _watched.add(connections)
     if _installed_pid == os.getpid():
         return
     _installed_pid = os.getpid()
@@ -94,8 +109,8 @@ def begin() -> None:
     if _started:
         return
     _started = True
-    for state in list(_states):
-        state.draining = True
+    for connections in list(_watched):
+        connections.draining = True
     reactor = current_reactor()
     if reactor is not None:
         reactor.call_soon_from_signal(_close_everything)
@@ -103,20 +118,20 @@ def begin() -> None:
 
 
 def _close_everything() -> None:
-    for state in list(_states):
-        state.close_all(1001, GOING_AWAY_REASON)
+    for connections in list(_watched):
+        connections.close_all(1001, GOING_AWAY_REASON)
 
 
 def _at_exit() -> None:
     begin()
-    states = list(_states)
-    if not states:
+    watched = list(_watched)
+    if not watched:
         return
-    deadline = time.monotonic() + max(state.shutdown_timeout for state in states)
-    for state in states:
-        state.close_all(1001, GOING_AWAY_REASON, max(0.0, deadline - time.monotonic()))
-    for state in states:
-        state.close()  # The hub's threads, once the connections are done with it.
+    deadline = time.monotonic() + max(each.shutdown_timeout for each in watched)
+    for each in watched:
+        each.close_all(1001, GOING_AWAY_REASON, max(0.0, deadline - time.monotonic()))
+    for each in watched:
+        each.stop_background()  # The hub's threads, once the connections are done with it.
 
 
 def _chain(signum: int) -> None:

@@ -84,12 +84,12 @@ test: lint docs redis-server nginx chromium $(BENCH_STAMP)
 # The documentation site, from docs/ and the docstrings, into site/ (not committed).
 # Strict: a broken link, a missing reference or a docstring that does not parse fails it.
 docs: $(STAMP)
-	$(BIN)/mkdocs build --strict --quiet
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
 
 # The site, rebuilt on every change, on http://127.0.0.1:$(DOCS_PORT) (make docs-serve DOCS_PORT=8001).
 DOCS_PORT ?= 8000
 docs-serve: $(STAMP)
-	$(BIN)/mkdocs serve --strict --dev-addr 127.0.0.1:$(DOCS_PORT)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs serve --strict --dev-addr 127.0.0.1:$(DOCS_PORT)
 
 # The Redis hub tests start a real redis-server; install it where it is missing.
 redis-server:

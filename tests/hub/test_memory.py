@@ -199,5 +199,7 @@ def test_info_must_be_a_small_dict(app: Flask) -> None:
 def test_broadcast_json_is_compact(app: Flask) -> None:
     """A dict broadcast goes out as compact JSON: no spaces after , and :."""
     with duplex.test_client().connect("/room/compact") as ws, app.app_context():
+        ws.send("members")  # Answered once the handler has joined the room.
+        assert len(ws.receive_json(timeout=5)) == 1
         duplex.broadcast({"text": "x", "n": [1, 2]}, to="compact")
         assert ws.receive(timeout=1) == '{"n":[1,2],"text":"x"}'

@@ -24,6 +24,7 @@ from typing import Any, Literal, TypeVar, cast
 __all__ = [
     "Kind",
     "Wait",
+    "from_signal_in_main_greenlet",
     "handlers_read",
     "kind",
     "patched",
@@ -57,6 +58,48 @@ def kind() -> Kind | None:
     if patched("eventlet"):
         return "eventlet"
     return None
+
+
+def from_signal_in_main_greenlet(call: Callable[[], Any]) -> bool:
+    """From a signal handler: run ``call`` in the main greenlet, if this is not it.
+
+    Python runs a signal handler in whatever the main thread runs at that
+    moment; under gevent and eventlet that may be a request's greenlet, in the
+    middle of a send. An exception the handler raises (KeyboardInterrupt,
+    SystemExit) must unwind the server's main greenlet, not that request.
+    Returns ``False`` when the caller is on the main greenlet (or in a process
+    of OS threads) and should call ``call`` itself. Takes no lock.
+    """
+    model = kind()
+    if model is None:
+        return False
+    import greenlet
+
+    if greenlet.getcurrent().parent is None:
+        return False  # The main greenlet.
+    if model == "gevent":
+        from gevent import get_hub
+
+        hub = get_hub()
+        schedule = hub.loop.run_callback
+    else:
+        from eventlet import hubs
+
+        hub = hubs.get_hub()
+
+        def schedule(function: Callable[[], Any]) -> Any:
+            return hub.schedule_call_global(0, function)
+
+    main = hub.parent if model == "gevent" else hub.greenlet.parent
+
+    def on_main() -> None:
+        try:
+            call()
+        except BaseException as exc:  # KeyboardInterrupt, SystemExit: the server's to handle.
+            main.throw(exc)
+
+    schedule(on_main)
+    return True
 
 
 def handlers_read() -> bool:

@@ -47,6 +47,7 @@ import weakref
 from types import FrameType
 from typing import Any, Protocol
 
+from . import green
 from .reactor import current_reactor
 
 __all__ = ["GOING_AWAY_REASON", "Drainable", "begin", "watch"]
@@ -144,13 +145,20 @@ def _chain(signum: int) -> None:
     if previous is signal.SIG_DFL and signum != signal.SIGTERM:
         return
 
-    def handler(number: int, frame: FrameType | None) -> Any:
-        begin()
+    def stop_as_before(number: int, frame: FrameType | None) -> Any:
         if callable(previous):
             return previous(number, frame)
         # SIGTERM would have ended the process at once: unwind instead, like
         # Ctrl-C, so that the server stops and the exit hook waits.
         raise SystemExit(128 + number)
+
+    def handler(number: int, frame: FrameType | None) -> Any:
+        begin()
+        # Under gevent or eventlet, a request's greenlet may be the one running:
+        # the server's own stop (KeyboardInterrupt, SystemExit) goes to the main one.
+        if green.from_signal_in_main_greenlet(lambda: stop_as_before(number, None)):
+            return None
+        return stop_as_before(number, frame)
 
     with contextlib.suppress(ValueError):  # Not the main thread: the exit hook remains.
         signal.signal(signum, handler)

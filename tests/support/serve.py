@@ -131,7 +131,7 @@ def uwsgi_args(mode: str, port: int) -> list[str]:
     args += ["--module", APP, "--pythonpath", ".", "--virtualenv", sys.prefix]
     args += ["--processes", os.environ.get("DUPLEX_TEST_UWSGI_PROCESSES", "1")]
     if mode == "threads":
-        args += ["--enable-threads", "--threads", "64"]
+        args += ["--enable-threads", "--threads", os.environ.get("DUPLEX_TEST_UWSGI_THREADS", "64")]
     elif mode == "gevent":
         args += ["--gevent", "1000", "--gevent-early-monkey-patch"]
     else:

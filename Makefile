@@ -20,7 +20,7 @@ export NO_MKDOCS_2_WARNING := 1
 SYNC = $(UV) sync --locked --python $(PYTHON)
 
 .PHONY: demo demo-cluster test lint docs docs-serve lock test-deps bench bench-smoke bench-env clean \
-	redis-server chromium nginx uwsgi
+	bench-callgrind redis-server chromium nginx uwsgi
 
 # make demo PORT=5057 DATA_DIR=/tmp/x: where the demo listens, and where its database lives.
 PORT ?= 5000
@@ -131,6 +131,17 @@ bench: $(BENCH_STAMP)
 # Each contender starts, runs every scenario at its smallest, and stops: well under a minute.
 bench-smoke: $(BENCH_STAMP)
 	$(BENCH_BIN)/python -m bench --smoke
+
+# Instructions the server executes per connection cycle, echo and plain GET, counted by
+# valgrind's callgrind (bench/callgrind.py), each measured twice; about 5 minutes, and not part
+# of `make test`. Installs valgrind where it is missing. Some rows only:
+# make bench-callgrind CALLGRIND_ARGS="--server werkzeug --scenario cycle" (see --help).
+CALLGRIND_ARGS ?=
+bench-callgrind: $(BENCH_STAMP)
+	@command -v valgrind >/dev/null || { \
+		echo "installing valgrind (Debian package)"; \
+		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q valgrind; }
+	$(BENCH_BIN)/python -m bench.callgrind --repeat 2 $(CALLGRIND_ARGS)
 
 # The engine, server and hub suites on Python 3.10 to 3.13, each with the lowest and
 # the newest releases that pyproject.toml allows (tools/test_deps.py); before each

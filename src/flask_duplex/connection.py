@@ -194,10 +194,13 @@ class WebSocket:
         return self  # No generator per connection: an idle one holds less.
 
     def __next__(self) -> Message:
-        return next_message(self._receive_blocking)
-
-    def _receive_blocking(self) -> Message | None:
-        return (self._engine or self._accept()).receive(None)
+        # next_message's rule, inline: this runs once per message.
+        try:
+            message = (self._engine or self._accept()).receive(None)
+        except ConnectionClosed as exc:
+            raise end_of_iteration(exc) from None
+        assert message is not None
+        return message
 
     def receive_json(self, timeout: float | None = None) -> Any:
         """Receive a message and decode it as JSON.
@@ -365,11 +368,14 @@ def next_message(receive: Callable[[], Message | None]) -> Message:
     try:
         message = receive()
     except ConnectionClosed as exc:
-        if exc.code in NORMAL_CLOSE_CODES:
-            raise StopIteration from None
-        raise
+        raise end_of_iteration(exc) from None
     assert message is not None
     return message
+
+
+def end_of_iteration(exc: ConnectionClosed) -> Exception:
+    """What ends ``for message in ws`` after ``exc``: StopIteration if normal, else ``exc``."""
+    return StopIteration() if exc.code in NORMAL_CLOSE_CODES else exc
 
 
 def check_close(code: int, reason: str) -> None:

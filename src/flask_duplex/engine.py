@@ -180,13 +180,28 @@ class Engine:
                 every message that came before the close was returned.
         """
         deadline = None if timeout is None else time.monotonic() + timeout
+        take = self._take_message
         with self._lock:
-            turn = self._take_turn(self._take_message, self._message_or_turn, deadline)
-        if turn is _READ_HERE:
-            turn = self._read_here(deadline, self._take_message)
-        if isinstance(turn, ConnectionClosed):
-            raise turn
-        return cast("Message | None", turn)
+            # The echo loop's case, first and without a call: nothing waiting,
+            # input open, and this thread may read (what _take_turn would find).
+            if not self._inbox.count and self._lifecycle.input_open and self._reading.claim():
+                if self._events & EVENT_READ:  # The reactor was reading it.
+                    self._update_watch()
+                turn = _READ_HERE
+            else:
+                turn = self._take_turn(take, self._message_or_turn, deadline)
+        if turn is not _READ_HERE:
+            if turn.__class__ is ConnectionClosed:
+                raise turn
+            return cast("Message | None", turn)
+        # This thread reads the socket (_read_here, inline: once per message).
+        try:
+            return cast("Message | None", self._read_directly(deadline, take))
+        finally:
+            with self._lock:
+                self._reading.release()
+                if self._waiters:  # Another thread may wait to read.
+                    self._notify_input()
 
     def send(self, data: bytes | bytearray | memoryview, text: bool) -> None:
         """Send one message; return once it is written or queued behind another writer.
@@ -412,6 +427,7 @@ class Engine:
         when the deadline passes first.
         """
         sock = self._sock
+        outbox = self._outbox
         wait_for_socket = self._reactor.wait
         more = False  # The last read filled the buffer: more is likely waiting.
         looked = False  # The socket was asked at least once (receive(timeout=0) reads too).
@@ -436,8 +452,11 @@ class Engine:
                 self._feed(data)
                 answer = settle()
             # Never wait here: receive() must keep its timeout even while a
-            # sender waits on a peer that does not read.
-            self._flush(block=False)
+            # sender waits on a peer that does not read. (_flush, inline: once per read.)
+            try:
+                outbox.flush(False)
+            except OSError:
+                self._write_failed(block=False)
             if answer is not None:
                 if isinstance(answer, ConnectionClosed):
                     raise answer
@@ -459,9 +478,12 @@ class Engine:
             when the deadline passed first.
         """
         while True:
-            answer = settle()
-            if answer is not None:
-                return answer
+            # settle() can only answer with a message waiting or input over:
+            # in an echo loop neither is true, and this saves a call per message.
+            if self._inbox.count or not self._lifecycle.input_open:
+                answer = settle()
+                if answer is not None:
+                    return answer
             if self._reading.claim():
                 if self._events & EVENT_READ:  # The reactor was reading it.
                     self._update_watch()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from flask import Flask, request
@@ -63,11 +64,18 @@ def app() -> Iterator[Flask]:
     yield app
 
 
+def in_room(ws: Any) -> Any:
+    """``ws`` once its handler has joined its room (the 101 comes before the join)."""
+    ws.send("members")
+    assert len(ws.receive_json(timeout=5)) >= 1
+    return ws
+
+
 def test_broadcast_reaches_the_room_but_not_the_excluded_sender(app: Flask) -> None:
     """broadcast(to=room, exclude=ws) reaches the others in the room only."""
     client = duplex.test_client()
-    with client.connect("/room/a") as first, client.connect("/room/a") as second:
-        joined = first.receive(timeout=1)
+    with in_room(client.connect("/room/a")) as first, client.connect("/room/a") as second:
+        joined = first.receive(timeout=5)
         assert isinstance(joined, str) and joined.endswith("joined")
         assert second.receive(timeout=0.2) is None  # Its own join was excluded.
         with client.connect("/room/b") as other:
@@ -80,8 +88,8 @@ def test_broadcast_reaches_the_room_but_not_the_excluded_sender(app: Flask) -> N
 def test_leaving_a_room_stops_delivery(app: Flask) -> None:
     """A connection that left a room gets nothing more from it."""
     client = duplex.test_client()
-    with client.connect("/room/c") as stays, client.connect("/room/c") as goes:
-        stays.receive(timeout=1)  # goes joined
+    with in_room(client.connect("/room/c")) as stays, client.connect("/room/c") as goes:
+        stays.receive(timeout=5)  # goes joined
         goes.send("leave")
         assert goes.receive(timeout=1) == "left, rooms=[]"
         stays.send("after")
@@ -102,8 +110,8 @@ def test_broadcast_to_everyone_with_json_from_an_http_route(app: Flask) -> None:
 def test_send_to_and_members(app: Flask) -> None:
     """send_to reaches one connection by id; members lists the room's ids."""
     client = duplex.test_client()
-    with client.connect("/room/lobby") as one, client.connect("/room/lobby") as two:
-        one.receive(timeout=1)
+    with in_room(client.connect("/room/lobby")) as one, client.connect("/room/lobby") as two:
+        one.receive(timeout=5)  # two joined
         two.send("whoami")
         two_id = two.receive(timeout=1)
         one.send("whoami")

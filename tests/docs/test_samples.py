@@ -11,7 +11,6 @@ argument it no longer takes fails here, at the line of the page.
 
 from __future__ import annotations
 
-import functools
 import os
 import sys
 import time
@@ -19,10 +18,11 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from flask import Flask, abort, request, session
+from flask import Flask, request
 
 import flask_duplex.compat
 from flask_duplex import ConnectionClosed, Duplex, HandshakeRejected, WebSocket
+from tests.support.realtime_routes import login_required
 from tests.support.samples import Page, Run, Sample, defined_tests, pages, run_page
 
 PAGES = pages()
@@ -43,18 +43,6 @@ def check(name: str) -> Callable[[Callable[[Namespace], None]], Callable[[Namesp
 
 
 # -- what pages take as given -------------------------------------------------
-
-
-def login_required(view: Callable[..., Any]) -> Callable[..., Any]:
-    """The usual decorator: 401 unless the session has a user."""
-
-    @functools.wraps(view)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        if "user" not in session:
-            abort(401)
-        return view(*args, **kwargs)
-
-    return wrapper
 
 
 class Game:

@@ -48,15 +48,15 @@ def requirements() -> list[str]:
     for extra in project["optional-dependencies"].values():
         declared += extra
     declared += tomllib.loads((ROOT / "pyproject.toml").read_text())["dependency-groups"]["test"]
-    chosen: dict[str, str] = {}
+    chosen: dict[str, list[str]] = {}
     for requirement in declared:
         name = requirement.split(">")[0].split("=")[0].split("<")[0].strip().lower()
-        if name in TESTED:
-            chosen.setdefault(name, requirement)
+        if name in TESTED and requirement not in chosen.get(name, []):
+            chosen.setdefault(name, []).append(requirement)  # With its markers, if any.
     missing = set(TESTED) - set(chosen)
     if missing:
         raise SystemExit(f"pyproject.toml declares no range for {sorted(missing)}")
-    return [chosen[name] for name in TESTED]
+    return [requirement for name in TESTED for requirement in chosen[name]]
 
 
 def find_python(version: str) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import time
 from contextlib import ExitStack
 
@@ -26,7 +27,18 @@ CASES = [
     ("gunicorn-gthread", signal.SIGINT, "group"),
     ("gunicorn-gevent", signal.SIGTERM, "process"),
     ("gunicorn-gevent", signal.SIGINT, "group"),
-    ("gunicorn-eventlet", signal.SIGTERM, "process"),
+    pytest.param(
+        "gunicorn-eventlet",
+        signal.SIGTERM,
+        "process",
+        # gunicorn 25.3 (the last with an eventlet worker) crashes in its own master on
+        # Python 3.13 when stopped: Arbiter.halt joins its control thread, and eventlet's
+        # patched join raises Timeout there; the worker is never told to stop.
+        marks=pytest.mark.skipif(
+            sys.version_info >= (3, 13),
+            reason="gunicorn 25.3's master crashes on SIGTERM under eventlet on Python 3.13",
+        ),
+    ),
     ("gevent", signal.SIGTERM, "process"),
     ("gevent", signal.SIGINT, "process"),
     ("eventlet", signal.SIGTERM, "process"),
@@ -35,7 +47,9 @@ CASES = [
 
 
 @pytest.mark.parametrize(
-    ("name", "signum", "target"), CASES, ids=[f"{n}-{s.name}" for n, s, _ in CASES]
+    ("name", "signum", "target"),
+    CASES,
+    ids=[f"{v[0]}-{v[1].name}" for v in (getattr(c, "values", c) for c in CASES)],
 )
 def test_stopping_the_server_closes_connections_with_1001(
     name: str, signum: signal.Signals, target: str

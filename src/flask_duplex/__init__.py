@@ -14,6 +14,7 @@ from .errors import (
     UnsupportedServer,
 )
 from .extension import Duplex, DuplexState
+from .hub.history import Joined, Position
 from .lifecycle import State
 from .options import Options
 from .pong import Pong
@@ -30,8 +31,10 @@ __all__ = [
     "DuplexState",
     "HandshakeRejected",
     "InvalidJSON",
+    "Joined",
     "Options",
     "Pong",
+    "Position",
     "State",
     "Subscription",
     "Task",

@@ -21,6 +21,13 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from .assembly import Message
 from .errors import ConnectionClosed, InvalidJSON
+from .hub.history import (
+    Joined,
+    Position,
+    check_position,
+    positions_from_query,
+    unknown_room_frame,
+)
 from .lifecycle import Lifecycle, State
 from .outbox import Outgoing
 
@@ -324,32 +331,73 @@ class WebSocket:
 
     # -- rooms --------------------------------------------------------------
 
-    def join(self, room: str, info: Mapping[str, Any] | None = None) -> None:
+    def join(
+        self,
+        room: str,
+        info: Mapping[str, Any] | None = None,
+        *,
+        since: Position | tuple[str, int] | None = None,
+    ) -> Joined:
         """Put this connection in ``room``: it gets what is broadcast to the room.
 
         Joining a room again with other ``info`` updates what presence tells.
+
+        In a room with history (:meth:`Duplex.keep_history`), the client
+        first gets a ``joined`` frame with its position, then, if it asked to
+        resume from a position (the browser client does on every reconnect,
+        in the upgrade request's query string), every message it missed, in
+        order, before the live ones. When the returned :class:`Joined` says
+        ``recovered=False``, send the client a full state.
 
         Args:
             room: The room's name.
             info: What ``duplex.presence(room)`` tells about this connection
                 (a name, say), in every process: a dict the app's JSON
                 provider can encode, at most 1 kB once encoded.
+            since: Resume from this position rather than the one the client
+                gave in its upgrade request (``duplex-since``), if any.
+
+        Returns:
+            What happened: the position, and whether the gap was recovered.
 
         Raises:
-            TypeError: ``room`` is not a ``str``, or ``info`` not a dict.
+            TypeError: ``room`` is not a ``str``, ``info`` not a dict, or
+                ``since`` not an ``(epoch, offset)`` pair.
             ValueError: ``info`` is too large once encoded.
+            BackendUnavailable: A room with history whose history cannot be
+                read in time; the connection is not in the room.
         """
         if not isinstance(room, str):
             raise TypeError(f"room names are str, not {type(room).__name__}")
         if info is not None and not isinstance(info, Mapping):
             raise TypeError(f"info is a dict, not {type(info).__name__}")
+        if since is not None:
+            position = check_position(since)
+            if position is None:
+                raise TypeError(f"since is an (epoch, offset) pair, not {since!r}")
+            asked = True
+        else:
+            given = positions_from_query(self.environ.get("QUERY_STRING", ""))
+            asked = room in given
+            position = given.get(room)
         encoded = "{}" if not info else self._json_dumps(dict(info))
         if len(encoded) > 1024:
             raise ValueError(f"info is {len(encoded)} bytes once encoded; at most 1024")
         if self._engine is None:
             self._accept()
-        if self._hub.join(self, room, encoded):
+        hub = self._hub
+        policy = hub.histories.policy_for(room) if hub.histories else None
+        if policy is not None:
+            joined = hub.join_history(self, room, encoded, policy, position, asked)
+            if joined.history:
+                self._rooms = self._rooms | {room}
+            return joined
+        if hub.join(self, room, encoded):
             self._rooms = self._rooms | {room}
+        if not asked:
+            return Joined(room)
+        self.send(unknown_room_frame(room))
+        return Joined(room, reason="unknown_room")
 
     def leave(self, room: str) -> None:
         """Take this connection out of ``room``; nothing broadcast there reaches it after."""

@@ -17,6 +17,7 @@ from .browser import register_client
 from .channels import Channels, Subscription
 from .connection import WebSocket, check_close
 from .hub import Hub, create_hub, encode_message
+from .hub.history import Histories, HistoryPolicy, data_fragment
 from .options import AppSettings, Options, check_names, config_defaults
 from .registry import Connections
 from .serving import Hook, Route, serve
@@ -155,6 +156,8 @@ class Duplex:
         self._channel = channel
         self._publisher: Hub | None = None  # For a process with no app.
         self._publisher_lock = threading.Lock()
+        #: The rooms that keep history (:meth:`keep_history`), shared by every app's hub.
+        self.histories = Histories()
         #: Called with each connection once it is accepted, before it is used.
         self.connect_hooks: list[Hook] = []
         #: Called with each connection once it ended and left every room.
@@ -193,6 +196,7 @@ class Duplex:
             presence_ttl=settings.presence_ttl,
             timeout=settings.redis_timeout,
         )
+        hub.histories = self.histories
         state = DuplexState(self, app, hub, settings)
         app.extensions["duplex"] = state
         # An app dropped by its factory (tests make many) stops its tasks and hub.
@@ -221,7 +225,47 @@ class Duplex:
             BackendUnavailable: The message queue cannot be reached; nothing was sent.
         """
         hub, dumps = self._hub()
+        if to is not None and hub.histories:
+            policy = hub.histories.policy_for(to)
+            if policy is not None:
+                fragment = data_fragment(message, dumps)
+                hub.broadcast_history(to, fragment, frozenset(_ids(exclude)), policy)
+                return
         hub.broadcast(encode_message(message, dumps), to, frozenset(_ids(exclude)))
+
+    def keep_history(
+        self,
+        room: str,
+        *,
+        size: int = 100,
+        ttl: float = 300.0,
+        max_bytes: int = 2**20,
+    ) -> None:
+        """Keep the last messages broadcast to ``room``, for the clients that come back.
+
+        Every message broadcast to the room then carries the room's position
+        (an epoch and an offset), and a connection that joins it with the
+        position its client had (the browser client hands it back on every
+        reconnect) gets what it missed before the live messages: in order,
+        none twice. :meth:`WebSocket.join <flask_duplex.WebSocket.join>`
+        says whether that worked. See docs/recovery.md.
+
+        Call it before serving, in every process (like routes).
+
+        Args:
+            room: A room's name, or a prefix ending in ``*`` (``"chat:*"``)
+                for every room whose name starts with it; the longest prefix
+                wins, an exact name over any prefix.
+            size: How many of the last messages are kept.
+            ttl: Seconds a message is kept; an older one is not replayed.
+            max_bytes: With the in-process hub, the bytes kept for one room
+                (the oldest messages go first past it). Redis keeps ``size``.
+
+        Raises:
+            TypeError: ``room`` is not a ``str``.
+            ValueError: A bound is not positive, or ``*`` is not at the end of ``room``.
+        """
+        self.histories.add(room, HistoryPolicy(size=size, ttl=ttl, max_bytes=max_bytes))
 
     def send_to(self, connection_id: str, message: Any) -> None:
         """Send ``message`` to the connection with this id, wherever it lives.

@@ -22,7 +22,7 @@ import threading
 from collections.abc import Iterator, Mapping, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, NoReturn
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 
 from flask.signals import got_request_exception
 from websockets.exceptions import ConnectionClosed as ClientConnectionClosed
@@ -33,13 +33,14 @@ from werkzeug.test import EnvironBuilder
 
 from .connection import next_message
 from .errors import ConnectionClosed, HandshakeRejected
+from .hub.history import SINCE_PARAMETER, Position
 from .servers.testing import PREFETCHED_KEY, SOCKET_KEY
 
 if TYPE_CHECKING:
     from flask import Flask
     from flask.testing import FlaskClient
 
-__all__ = ["TestClient", "TestConnection"]
+__all__ = ["RoomPositions", "TestClient", "TestConnection"]
 
 _MAX_HEAD = 65536
 
@@ -50,6 +51,47 @@ _MAX_HEAD = 65536
 _DIRECT_CONNECT: dict[str, Any] = (
     {"legacy": True} if "legacy" in inspect.signature(connect).parameters else {"unix": True}
 )
+
+
+class RoomPositions:
+    """Where a client is in each room with history, read from the frames it receives.
+
+    What the browser client does by itself, for Python clients: feed it each
+    text message received (:meth:`update`), and hand :meth:`query` to the
+    next connection's upgrade request, so that its joins resume where this
+    one stopped. :class:`TestConnection` keeps one (``conn.positions``).
+
+    Attributes:
+        rooms: Room name to the position of the last message received.
+        joins: The ``joined`` frames received, decoded, oldest first: whether
+            each join recovered, and why not.
+    """
+
+    def __init__(self, rooms: Mapping[str, Position] | None = None) -> None:
+        self.rooms: dict[str, Position] = dict(rooms or {})
+        self.joins: list[dict[str, Any]] = []
+
+    def update(self, message: str | bytes | None) -> dict[str, Any] | None:
+        """Note the position a message carries; return it decoded if it is a history frame."""
+        if not isinstance(message, str) or not message.startswith('{"duplex":'):
+            return None
+        frame: dict[str, Any] = json.loads(message)
+        room, epoch, offset = frame.get("room"), frame.get("epoch"), frame.get("offset")
+        if frame.get("duplex") == "joined":
+            self.joins.append(frame)
+        if isinstance(room, str):
+            if isinstance(epoch, str) and isinstance(offset, int):
+                self.rooms[room] = Position(epoch, offset)
+            else:
+                self.rooms.pop(room, None)  # The room keeps no history (any more).
+        return frame
+
+    def query(self) -> dict[str, str]:
+        """The query-string parameter that resumes these rooms (empty when there are none)."""
+        if not self.rooms:
+            return {}
+        since = {room: list(position) for room, position in self.rooms.items()}
+        return {SINCE_PARAMETER: json.dumps(since, separators=(",", ":"))}
 
 
 class TestClient:
@@ -80,8 +122,15 @@ class TestClient:
         headers: Mapping[str, str] | None = None,
         subprotocols: Sequence[str] | None = None,
         query_string: str | Mapping[str, str] | None = None,
+        resume: TestConnection | RoomPositions | None = None,
     ) -> TestConnection:
         """Open a connection to ``path`` (which may carry a query string).
+
+        Args:
+            resume: A connection (or its positions) whose rooms with history
+                the new one resumes, as the browser client does when it
+                reconnects: each ``ws.join`` of such a room replays what was
+                missed.
 
         Raises:
             HandshakeRejected: The app answered with an HTTP error; its
@@ -89,6 +138,11 @@ class TestClient:
         """
         parts = urlsplit(path)
         query = query_string if query_string is not None else parts.query
+        positions = resume.positions if isinstance(resume, TestConnection) else resume
+        if positions is not None and positions.rooms:
+            pairs = parse_qsl(query) if isinstance(query, str) else list(query.items())
+            query = urlencode([*pairs, *positions.query().items()])
+        positions = RoomPositions(positions.rooms if positions is not None else None)
         client_end, server_end = socket.socketpair()
         server = _InProcessServer(self.app, server_end, query, self.http)
         server.start()
@@ -125,21 +179,33 @@ class TestClient:
             server.join(self.timeout)
             server.raise_error()
             raise
-        return TestConnection(client, server, self.timeout)
+        return TestConnection(client, server, self.timeout, positions)
 
 
 class TestConnection:
     """The client side of a test connection; use it as a context manager.
 
     It has the same shape as the server's :class:`~flask_duplex.WebSocket`.
+
+    Attributes:
+        positions: Where it is in each room with history (see
+            :class:`RoomPositions`); ``client.connect(path, resume=conn)``
+            resumes from there.
     """
 
     __test__ = False
 
-    def __init__(self, client: ClientConnection, server: _InProcessServer, timeout: float):
+    def __init__(
+        self,
+        client: ClientConnection,
+        server: _InProcessServer,
+        timeout: float,
+        positions: RoomPositions | None = None,
+    ):
         self._client = client
         self._server = server
         self._timeout = timeout
+        self.positions = positions if positions is not None else RoomPositions()
 
     @property
     def subprotocol(self) -> str | None:
@@ -180,13 +246,15 @@ class TestConnection:
             Exception: Whatever the handler raised, with its traceback.
         """
         try:
-            return self._client.recv(timeout if timeout is not None else self._timeout)
+            message = self._client.recv(timeout if timeout is not None else self._timeout)
         except TimeoutError:
             if timeout is None:
                 raise TimeoutError(f"the route sent nothing within {self._timeout}s") from None
             return None
         except ClientConnectionClosed as exc:
             self._raise_closed(exc)
+        self.positions.update(message)
+        return message
 
     def receive_json(self, timeout: float | None = None) -> Any:
         """The route's next message decoded as JSON, or ``None`` after ``timeout`` seconds.
@@ -205,6 +273,17 @@ class TestConnection:
     def close(self, code: int = 1000, reason: str = "") -> None:
         """Close the connection with ``code`` and ``reason``, and wait for the route's answer."""
         self._client.close(code, reason)
+
+    def drop(self) -> None:
+        """Lose the connection without a closing handshake, as a client whose network went away.
+
+        The route sees :class:`~flask_duplex.ConnectionClosed` with 1006.
+        """
+        try:
+            self._client.socket.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass  # Gone already.
+        self._client.close()
 
     def __iter__(self) -> Iterator[str | bytes]:
         return self

@@ -258,6 +258,20 @@ def room(ws: WebSocket, name: str) -> None:
             duplex.broadcast(message, to=name)
 
 
+# Rooms named "history:..." keep their last 5,000 messages (the test publisher says the same).
+duplex.keep_history("history:*", size=5000, ttl=120)
+
+
+@duplex.route("/history/<name>")
+def history_room(ws: WebSocket, name: str) -> None:
+    # Joins (resuming from the position the client gave), says which process
+    # it is on and what the join did; then broadcasts what it is sent.
+    joined = ws.join(f"history:{name}")
+    ws.send_json({"pid": os.getpid(), "recovered": joined.recovered, "reason": joined.reason})
+    for message in ws:
+        duplex.broadcast(message, to=f"history:{name}")
+
+
 @duplex.route("/client-test/echo")
 def client_test_echo(ws: WebSocket) -> None:
     # For the browser client (duplex.js): echoes JSON in numbered envelopes. A

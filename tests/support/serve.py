@@ -87,7 +87,8 @@ def main() -> None:
 
 
 def run_gunicorn(worker: str, port: int) -> None:
-    args = [sys.executable, "-m", "gunicorn", "-k", worker, "-b", f"127.0.0.1:{port}", "-w", "1"]
+    args = [sys.executable, "-m", "gunicorn", "-k", worker, "-b", f"127.0.0.1:{port}"]
+    args += ["-w", os.environ.get("DUPLEX_TEST_GUNICORN_WORKERS", "1")]
     args += ["--access-logfile", "-", "--error-logfile", "-", "--graceful-timeout", "2"]
     args += ["--timeout", os.environ.get("DUPLEX_TEST_GUNICORN_TIMEOUT", "30")]
     if CERT:

@@ -7,6 +7,7 @@ import time
 
 from ..assembly import Message
 from .base import Hub
+from .history import HistoryPolicy, MemoryHistory, Position, Snapshot
 
 __all__ = ["MemoryHub"]
 
@@ -18,9 +19,22 @@ class MemoryHub(Hub):
         super().__init__()
         self._leases: dict[str, tuple[str, float]] = {}  # name: (token, expiry)
         self._leases_lock = threading.Lock()
+        self.history = MemoryHistory()
+        # Numbering and delivering a message of a room with history is one step.
+        self._history_order = threading.Lock()
 
     def broadcast(self, message: Message, to: str | None, exclude: frozenset[str]) -> None:
         self.deliver(message, to, exclude)
+
+    def broadcast_history(
+        self, room: str, fragment: str, exclude: frozenset[str], policy: HistoryPolicy
+    ) -> None:
+        with self._history_order:
+            epoch, offset, frame = self.history.append(room, fragment, policy)
+            self.deliver_history(room, epoch, offset, frame, exclude)
+
+    def read_history(self, room: str, since: Position | None, policy: HistoryPolicy) -> Snapshot:
+        return self.history.read(room, since, policy)
 
     def send_to(self, connection_id: str, message: Message) -> None:
         self.deliver_to(connection_id, message)

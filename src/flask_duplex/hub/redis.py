@@ -58,6 +58,7 @@ from redis.retry import Retry
 from ..assembly import Message
 from ..errors import BackendUnavailable
 from .base import Hub
+from .history import META_TTL, HistoryPolicy, Position, Reason, Snapshot, new_epoch
 
 if TYPE_CHECKING:
     from .base import Member
@@ -123,6 +124,59 @@ end
 return found
 """
 
+# A room with history keeps its epoch and last offset in a hash, and its last
+# messages in a stream whose entry ids are 0-<offset>. Whoever first finds the
+# hash missing (Redis restarted, was flushed, or the room was quiet past the
+# hash's expiry) starts a new epoch with the token it brought, and drops any
+# stream left from before.
+_EPOCH = """
+local epoch = redis.call('HGET', KEYS[1], 'epoch')
+if not epoch then
+  epoch = ARGV[{new}]
+  redis.call('DEL', KEYS[2])
+  redis.call('HSET', KEYS[1], 'epoch', epoch, 'top', 0)
+  redis.call('PEXPIRE', KEYS[1], ARGV[{meta_ttl}])
+end
+"""
+
+# KEYS: meta, stream. ARGV: channel, room as JSON, the frame's data part, size,
+# ttl ms, meta ttl ms, new epoch, header rest (JSON [room, exclude]).
+# Numbering, keeping and publishing in one script: no reader of the stream
+# sees a message before its offset is final, and the publication of offset
+# n+1 follows that of n.
+_APPEND = f"""{_NOW}
+{_EPOCH.format(new=7, meta_ttl=6)}
+local top = redis.call('HINCRBY', KEYS[1], 'top', 1)
+local frame = '{{"duplex":"message","room":' .. ARGV[2] .. ',"epoch":"' .. epoch
+  .. '","offset":' .. top .. ',' .. ARGV[3] .. '}}'
+redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[4], '0-' .. top, 'f', frame, 't', now)
+redis.call('PEXPIRE', KEYS[2], ARGV[5])
+redis.call('PEXPIRE', KEYS[1], ARGV[6])
+redis.call('PUBLISH', ARGV[1], 'H' .. epoch .. ' ' .. top .. ' ' .. ARGV[8] .. '\\n' .. frame)
+return top
+"""
+
+# KEYS: meta, stream. ARGV: epoch asked ('' for none), offset asked, ttl ms,
+# new epoch, meta ttl ms. Returns epoch, top, reason ('' for none), then the
+# frames after the offset asked, oldest first.
+_READ = f"""{_NOW}
+{_EPOCH.format(new=4, meta_ttl=5)}
+local top = tonumber(redis.call('HGET', KEYS[1], 'top'))
+if ARGV[1] == '' then return {{epoch, top, ''}} end
+if ARGV[1] ~= epoch then return {{epoch, top, 'epoch_changed'}} end
+local since = tonumber(ARGV[2])
+if since > top then return {{epoch, top, 'invalid_position'}} end
+if since == top then return {{epoch, top, ''}} end
+local entries = redis.call('XRANGE', KEYS[2], '0-' .. (since + 1), '+')
+if #entries == 0 or entries[1][1] ~= '0-' .. (since + 1) then
+  return {{epoch, top, 'too_old'}}
+end
+if now - tonumber(entries[1][2][4]) > tonumber(ARGV[3]) then return {{epoch, top, 'too_old'}} end
+local found = {{epoch, top, ''}}
+for _, entry in ipairs(entries) do found[#found + 1] = entry[2][2] end
+return found
+"""
+
 # KEYS: lease. ARGV: token, ttl ms.
 _RENEW = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
@@ -185,6 +239,8 @@ class RedisHub(Hub):
         self._pubsub: Any = None  # The subscriber's, for close() to interrupt.
         self._renew_script = self._redis.register_script(_RENEW)
         self._release_script = self._redis.register_script(_RELEASE)
+        self._append_script = self._redis.register_script(_APPEND)
+        self._read_script = self._redis.register_script(_READ)
 
     # -- connections and rooms ----------------------------------------------
 
@@ -228,6 +284,50 @@ class RedisHub(Hub):
         if exclude:
             envelope["exclude"] = sorted(exclude)
         self._publish(envelope)
+
+    def broadcast_history(
+        self, room: str, fragment: str, exclude: frozenset[str], policy: HistoryPolicy
+    ) -> None:
+        if self._stop.is_set():
+            raise BackendUnavailable("this Redis hub was closed")
+        room_json = json.dumps(room)
+        args: list[str | int] = [
+            self._channel,
+            room_json,
+            fragment,
+            policy.size,
+            _ms(policy.ttl),
+            _ms(META_TTL),
+            new_epoch(),
+            json.dumps([room, sorted(exclude)]),
+        ]
+        try:
+            self._append_script(keys=self._history_keys(room), args=args)
+        except redis.RedisError as exc:
+            raise self._unavailable(exc) from exc
+
+    def read_history(self, room: str, since: Position | None, policy: HistoryPolicy) -> Snapshot:
+        args: list[str | int] = [
+            "" if since is None else since.epoch,
+            0 if since is None else since.offset,
+            _ms(policy.ttl),
+            new_epoch(),
+            _ms(META_TTL),
+        ]
+        try:
+            found = self._read_script(keys=self._history_keys(room), args=args)
+        except redis.RedisError as exc:
+            raise self._unavailable(exc) from exc
+        epoch, top, reason, *frames = (
+            item.decode() if isinstance(item, bytes) else item for item in found
+        )
+        first = 0 if since is None else since.offset + 1
+        return Snapshot(
+            str(epoch),
+            int(top),
+            [(first + i, str(frame)) for i, frame in enumerate(frames)],
+            cast("Reason", reason) if reason else None,
+        )
 
     def send_to(self, connection_id: str, message: Message) -> None:
         # Through Redis even when the connection is local: see "Messages" above.
@@ -322,10 +422,15 @@ class RedisHub(Hub):
     def _info_key(self, room: str) -> str:
         return f"{self._channel}:info:{room}"
 
+    def _history_keys(self, room: str) -> list[str]:
+        return [f"{self._channel}:history-meta:{room}", f"{self._channel}:history:{room}"]
+
     def _tombstone(self, room: str, member_id: str) -> str:
         return f"{self._channel}:left:{room}:{member_id}"
 
     def _unavailable(self, exc: Exception) -> BackendUnavailable:
+        if isinstance(exc, redis.ResponseError):
+            return BackendUnavailable(f"Redis at {self._where} refused the command: {exc}")
         return BackendUnavailable(
             f"Redis at {self._where} did not answer within {self._timeout}s: {exc}"
         )
@@ -357,6 +462,9 @@ class RedisHub(Hub):
                 if failed:
                     logger.warning("flask-duplex: Redis subscriber reconnected to %s", self._where)
                     self.refresh_presence()
+                # Members that joined a room with history before the
+                # subscriber was subscribed get what was published meanwhile.
+                self._catch_up()
                 failed = False
                 backoff = 0.1
                 self._subscribed.set()
@@ -380,6 +488,14 @@ class RedisHub(Hub):
                 except Exception:
                     pass
         self._subscribed.clear()
+
+    def _catch_up(self) -> None:
+        # Messages published while the subscriber was away: from the history
+        # of the rooms that keep one. Failing, the subscriber starts over.
+        try:
+            self.catch_up()
+        except BackendUnavailable as exc:
+            raise redis.ConnectionError(f"could not read the rooms' history: {exc}") from exc
 
     def _wait_subscribed(self, pubsub: Any) -> None:
         deadline = time.monotonic() + max(self._timeout, 1.0)
@@ -405,6 +521,13 @@ class RedisHub(Hub):
             kind = message["type"]
             if kind == "pong":
                 last_pong = time.monotonic()
+            elif kind == "subscribe":
+                # redis-py reconnected on its own and subscribed again: what
+                # was published in between never reached this process.
+                logger.warning("flask-duplex: Redis subscriber reconnected to %s", self._where)
+                last_pong = time.monotonic()
+                self.refresh_presence()
+                self._catch_up()
             elif kind == "message":
                 try:
                     self._dispatch(message["data"])
@@ -412,6 +535,12 @@ class RedisHub(Hub):
                     logger.exception("flask-duplex: could not deliver a message from Redis")
 
     def _dispatch(self, data: bytes) -> None:
+        if data[:1] == b"H":  # A message of a room with history (see _APPEND).
+            header, _, frame = data.partition(b"\n")
+            epoch, offset, rest = header[1:].split(b" ", 2)
+            room, exclude = json.loads(rest)
+            self.deliver_history(room, epoch.decode(), int(offset), frame.decode(), exclude)
+            return
         envelope = json.loads(data)
         message = _unpack(envelope)
         if "id" in envelope:

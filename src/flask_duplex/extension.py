@@ -35,6 +35,8 @@ Handler = Callable[..., Any]
 F = TypeVar("F", bound=Handler)
 H = TypeVar("H", bound=Hook)
 T = TypeVar("T")
+ExpiredHook = Callable[[str, frozenset[str]], Any]
+E = TypeVar("E", bound=ExpiredHook)
 Exclude = WebSocket | str | Iterable[WebSocket | str] | None
 
 
@@ -76,6 +78,23 @@ class DuplexState:
             channels.deliver(channel, loads(message) if is_json else message)
 
         hub.on_channel_message = channel_message
+        expired_hooks = duplex.expired_hooks
+        app_ref = self._app
+
+        def members_expired(room: str, ids: frozenset[str]) -> None:
+            app = app_ref()
+            if app is None:
+                return
+            with app.app_context():
+                for hook in list(expired_hooks):
+                    try:
+                        hook(room, ids)
+                    except Exception:
+                        app.logger.exception(
+                            "flask-duplex: on_members_expired hook %r failed", hook
+                        )
+
+        hub.on_members_expired = members_expired
 
     @property
     def local_connections(self) -> set[WebSocket]:
@@ -162,6 +181,8 @@ class Duplex:
         self.connect_hooks: list[Hook] = []
         #: Called with each connection once it ended and left every room.
         self.disconnect_hooks: list[Hook] = []
+        #: Called with (room, ids) when members of a room expired from presence.
+        self.expired_hooks: list[ExpiredHook] = []
         if app is not None:
             self.init_app(app)
 
@@ -314,6 +335,21 @@ class Duplex:
         Each hook runs even if another raised; one that raises is logged with the route.
         """
         self.disconnect_hooks.append(hook)
+        return hook
+
+    def on_members_expired(self, hook: E) -> E:
+        """Register ``hook(room, ids)``, called when members of ``room`` expire from presence.
+
+        With Redis, the members of a process that stopped without saying so
+        (it crashed, or was killed) leave presence once ``DUPLEX_PRESENCE_TTL``
+        passes without that process refreshing them. The first live process
+        that notices tells every process, and each calls its hooks once, with
+        the room and the connection ids, in an app context, on the hub's
+        thread: keep a hook short (queue the work, e.g. on a
+        :class:`Subscription`). The in-process hub never calls it. A hook that
+        raises is logged; the others still run.
+        """
+        self.expired_hooks.append(hook)
         return hook
 
     def close_all(self, code: int = 1001, reason: str = "", timeout: float | None = None) -> int:

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 import trustme
-from flask import Flask
+from flask import Flask, current_app
 from websockets.sync.client import ClientConnection, connect
 
 from flask_duplex import Duplex, WebSocket
@@ -218,6 +218,29 @@ def test_crashed_process_members_expire_by_redis_clock(redis: RedisServer) -> No
             doomed.process.wait(timeout=10)
         wait_until(lambda: lost_id not in members(survivor, "crash"), 4, "the member to expire")
         assert members(survivor, "crash") == [kept_id]
+
+
+def test_every_process_hears_when_a_crashed_process_members_expire(redis: RedisServer) -> None:
+    """SIGKILL a process: the others' on_members_expired hooks get its member, without polling."""
+    app, duplex = room_app(redis.url, DUPLEX_CHANNEL=CHANNEL)
+    heard: list[tuple[str, frozenset[str], bool]] = []
+
+    @duplex.on_members_expired
+    def expired(room: str, ids: frozenset[str]) -> None:
+        heard.append((room, ids, current_app.name == app.name))
+
+    try:
+        with duplex.test_client().connect("/room/crash") as survivor, ExitStack() as stack:
+            kept_id = survivor.receive()
+            with running("werkzeug", env_for(redis)) as doomed:
+                _, lost_id = join(stack, doomed, "crash")
+                os.killpg(doomed.process.pid, signal.SIGKILL)
+                doomed.process.wait(timeout=10)
+            wait_until(lambda: heard, 6, "the hook to hear of the expired member")
+            assert heard == [("crash", frozenset({lost_id}), True)]
+            assert duplex.members("crash") == {kept_id}
+    finally:
+        duplex.close()
 
 
 def test_a_stalled_redis_costs_each_caller_at_most_the_timeout(

@@ -72,6 +72,9 @@ class Hub(abc.ABC):
         #: Called with (channel, message, is_json) for what is published on a
         #: server-side channel (``duplex.publish``); set by the extension.
         self.on_channel_message: Callable[[str, Message, bool], None] | None = None
+        #: Called with (room, ids) when members of a room expired from presence
+        #: (their process stopped without saying so); set by the extension.
+        self.on_members_expired: Callable[[str, frozenset[str]], None] | None = None
         self._members: dict[str, Member] = {}
         self._rooms: dict[str, set[Member]] = {}
         self._member_rooms: dict[str, set[str]] = {}
@@ -368,6 +371,12 @@ class Hub(abc.ABC):
         callback = self.on_channel_message
         if callback is not None:
             callback(channel, message, is_json)
+
+    def members_expired(self, room: str, ids: frozenset[str]) -> None:
+        """Tell the app that members of ``room`` expired (``on_members_expired``)."""
+        callback = self.on_members_expired
+        if callback is not None:
+            callback(room, ids)
 
     # -- local delivery -----------------------------------------------------
 

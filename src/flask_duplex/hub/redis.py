@@ -91,8 +91,10 @@ redis.call('SET', KEYS[2], '1', 'PX', ARGV[1])
 """
 
 # KEYS: room, info. ARGV: ttl ms, tombstone prefix, then id and info for each member.
+# Returns the members that expired (their process stopped refreshing them).
 _REFRESH = f"""{_NOW}
-for _, gone in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now)) do
+local expired = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now)
+for _, gone in ipairs(expired) do
   redis.call('ZREM', KEYS[1], gone)
   redis.call('HDEL', KEYS[2], gone)
 end
@@ -107,6 +109,7 @@ for _, key in ipairs(KEYS) do
     redis.call('PEXPIRE', key, 2 * ARGV[1])
   end
 end
+return expired
 """
 
 # KEYS: room.
@@ -443,12 +446,13 @@ class RedisHub(Hub):
         except redis.RedisError as exc:
             raise self._unavailable(exc) from exc
 
-    def _presence(self, script: Any, keys: list[str], args: list[Any]) -> None:
+    def _presence(self, script: Any, keys: list[str], args: list[Any]) -> Any:
         try:
-            script(keys=keys, args=args)
+            return script(keys=keys, args=args)
         except redis.RedisError as exc:
             # The refresh writes this process's members again within ttl/3.
             logger.warning("flask-duplex: presence update failed, will retry: %s", exc)
+            return None
 
     def _listen(self) -> None:
         backoff = 0.1
@@ -542,6 +546,9 @@ class RedisHub(Hub):
             self.deliver_history(room, epoch.decode(), int(offset), frame.decode(), exclude)
             return
         envelope = json.loads(data)
+        if "expired" in envelope:
+            self.members_expired(envelope["expired"], frozenset(envelope["ids"]))
+            return
         message = _unpack(envelope)
         if "id" in envelope:
             self.deliver_to(envelope["id"], message)
@@ -570,11 +577,17 @@ class RedisHub(Hub):
         prefix = f"{self._channel}:left:"
         for room, members in snapshot.items():
             pairs = [item for member_id, info in members.items() for item in (member_id, info)]
-            self._presence(
+            expired = self._presence(
                 self._refresh_script,
                 [self._key(room), self._info_key(room)],
                 [self._ttl_ms, f"{prefix}{room}:", *pairs],
             )
+            if expired:
+                ids = sorted(i.decode() if isinstance(i, bytes) else str(i) for i in expired)
+                try:  # Every process hears of it (on_members_expired).
+                    self._publish({"expired": room, "ids": ids})
+                except BackendUnavailable as exc:
+                    logger.warning("flask-duplex: could not announce expired members: %s", exc)
 
 
 def _ms(seconds: float) -> int:

@@ -578,6 +578,7 @@ class Duplex:
                 self._publisher = create_hub(
                     self._message_queue, channel=self._channel, presence_ttl=30.0
                 )
+                self._publisher.histories = self.histories
         return self._publisher, functools.partial(json.dumps, separators=(",", ":"))
 
     def test_client(self, http: FlaskClient | None = None, *, timeout: float = 5.0) -> TestClient:

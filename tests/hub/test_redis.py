@@ -230,17 +230,46 @@ def test_every_process_hears_when_a_crashed_process_members_expire(redis: RedisS
         heard.append((room, ids, current_app.name == app.name))
 
     try:
-        with duplex.test_client().connect("/room/crash") as survivor, ExitStack() as stack:
+        with duplex.test_client().connect("/room/expiry") as survivor, ExitStack() as stack:
             kept_id = survivor.receive()
             with running("werkzeug", env_for(redis)) as doomed:
-                _, lost_id = join(stack, doomed, "crash")
+                _, lost_id = join(stack, doomed, "expiry")
                 os.killpg(doomed.process.pid, signal.SIGKILL)
                 doomed.process.wait(timeout=10)
             wait_until(lambda: heard, 6, "the hook to hear of the expired member")
-            assert heard == [("crash", frozenset({lost_id}), True)]
-            assert duplex.members("crash") == {kept_id}
+            assert heard == [("expiry", frozenset({lost_id}), True)]
+            assert duplex.members("expiry") == {kept_id}
     finally:
         duplex.close()
+
+
+def test_many_concurrent_callers_share_the_pool_within_the_timeout(redis: RedisServer) -> None:
+    """150 calls at once, each 0.15 s slow: they wait for a pooled connection, none fails."""
+    with delaying_proxy(redis.port, lambda chunk: b"EVAL" in chunk, 0.15) as proxy:
+        url = f"redis://127.0.0.1:{proxy.port}/0"
+        app, duplex = room_app(url, "busy_app", DUPLEX_REDIS_TIMEOUT=1.0)
+        failures: list[Exception] = []
+        took: list[float] = []
+
+        def ask() -> None:
+            started = time.monotonic()
+            try:
+                with app.app_context():
+                    duplex.members("busy")
+            except Exception as exc:
+                failures.append(exc)
+            took.append(time.monotonic() - started)
+
+        try:
+            callers = [threading.Thread(target=ask) for _ in range(150)]
+            for caller in callers:
+                caller.start()
+            for caller in callers:
+                caller.join(timeout=20)
+        finally:
+            duplex.close()
+        assert failures == []
+        assert len(took) == 150 and max(took) < 3.0
 
 
 def test_a_stalled_redis_costs_each_caller_at_most_the_timeout(

@@ -67,6 +67,8 @@ __all__ = ["RedisHub"]
 
 logger = logging.getLogger("flask_duplex")
 
+#: Connections one process's hub opens to Redis at most (its subscriber's included).
+MAX_CONNECTIONS = 256
 _MAX_BACKOFF = 1.0
 _PING_EVERY = 1.0  # seconds between the subscriber's pings
 _PONG_GRACE = 3.0  # seconds without a pong before the subscriber reconnects
@@ -199,17 +201,25 @@ end
 def redis_client(url: str | redis.Redis, timeout: float) -> redis.Redis:
     """A client for ``url`` whose every call gives up after ``timeout`` seconds, without retries.
 
-    A ready-made client (for Redis Sentinel: ``Sentinel(...).master_for(name)``)
-    is used as it is, with its own timeouts.
+    Its pool holds at most ``MAX_CONNECTIONS`` connections; a caller that
+    finds them all busy waits for one, up to ``timeout`` too (redis-py's
+    default pool refuses the 101st caller at once). A ready-made client (for
+    Redis Sentinel: ``Sentinel(...).master_for(name)``) is used as it is,
+    with its own timeouts and pool.
     """
     if isinstance(url, redis.Redis):
         return url
-    return redis.Redis.from_url(
+    pool = redis.BlockingConnectionPool.from_url(
         url,
+        max_connections=MAX_CONNECTIONS,
+        timeout=timeout,
         socket_timeout=timeout,
         socket_connect_timeout=timeout,
         retry=Retry(NoBackoff(), 0),
     )
+    client = redis.Redis(connection_pool=pool)
+    client.auto_close_connection_pool = True  # close() closes the pool's connections too.
+    return client
 
 
 class RedisHub(Hub):

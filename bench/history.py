@@ -1,4 +1,4 @@
-"""Rooms with history: what numbering and keeping each broadcast costs, and how fast a gap comes back.
+"""Rooms with history: what numbering and keeping a broadcast costs, and how fast a gap comes back.
 
 ``python -m bench.history`` (``make bench`` runs it after the fan-out). One gunicorn gevent
 worker serves ``bench.servers.history_app``, in-process and through a redis-server on this

@@ -5,27 +5,15 @@ from __future__ import annotations
 import abc
 import json
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from typing import Any, Protocol
 
 from ..assembly import Message
 from ..outbox import Outgoing
-from .history import (
-    Histories,
-    HistoryPolicy,
-    Joined,
-    Position,
-    Reason,
-    Snapshot,
-    joined_frame,
-    position_frame,
-)
+from .feeds import Feeds
+from .history import Histories, HistoryPolicy, Joined, Position, Snapshot
 
 __all__ = ["Hub", "Member", "encode_message"]
-
-# Live messages that may wait for a connection while its join replays the
-# room's history; past it, the connection is closed with 1013 (try again).
-_MAX_PENDING = 4096
 
 
 class Member(Protocol):
@@ -82,10 +70,8 @@ class Hub(abc.ABC):
         self._info: dict[tuple[str, str], str] = {}
         #: Which rooms keep history; set by the extension.
         self.histories = Histories()
-        # Rooms with history, by (room, member id): the last position sent to
-        # a member that is live, or what came while its join was replaying.
-        self._cursors: dict[tuple[str, str], Position] = {}
-        self._pending: dict[tuple[str, str], list[tuple[str, int, str, bool]]] = {}
+        # Who follows which room with history, and from where (feeds.py).
+        self._feeds = Feeds(self._lock, self._rooms)
 
     # -- connections and rooms (called through the WebSocket and serving.py) ---
 
@@ -134,8 +120,7 @@ class Hub(abc.ABC):
     def _discard(self, room: str, member: Member) -> None:
         # Lock held.
         self._info.pop((room, member.id), None)
-        self._cursors.pop((room, member.id), None)
-        self._pending.pop((room, member.id), None)
+        self._feeds.forget(room, member.id)
         members = self._rooms.get(room)
         if members is not None:
             members.discard(member)
@@ -159,7 +144,7 @@ class Hub(abc.ABC):
         ``since`` (when the history still has them all), then the live ones:
         in order, none twice. Messages broadcast while this runs wait for it
         (at most 4096; past that the member is closed with 1013). It sends
-        with ``member.send``, so it waits on a slow client.
+        with ``member.send``, so it waits on a slow client. See ``feeds.py``.
 
         Args:
             asked: The client gave a position (``since`` is ``None`` when it
@@ -168,65 +153,24 @@ class Hub(abc.ABC):
         Raises:
             BackendUnavailable: The history cannot be read; the member is not in the room.
         """
-        key = (room, member.id)
         with self._lock:
-            position = self._cursors.get(key)
-            if position is not None or key in self._pending:
-                joined_already = True
-            else:
-                joined_already = False
-                self._pending[key] = []
-        if joined_already:
+            following = self._feeds.following(room, member.id)
+            floor = self._feeds.floor(room, member.id)
+        if following:
             self.join(member, room, info)  # Updates its info, if that changed.
-            return Joined(room, True, position)
-        try:
-            if not self.join(member, room, info):
-                with self._lock:
-                    self._pending.pop(key, None)
-                return Joined(room)  # The member ended.
-            snapshot = self.read_history(room, since, policy)
-        except BaseException:
-            with self._lock:
-                self._pending.pop(key, None)
-            self.leave(member, room)
-            raise
-        reason: Reason | None = snapshot.reason
-        if asked and since is None:
-            reason = "invalid_position"
-        joined = Joined(
+            return Joined(room, True, floor)
+        return self._feeds.join(
+            member,
             room,
-            True,
-            Position(snapshot.epoch, snapshot.top),
-            recovered=asked and reason is None,
-            reason=reason if asked else None,
-            missed=len(snapshot.frames),
+            enter=lambda: self.join(member, room, info),
+            read=lambda: self.read_history(room, since, policy),
+            leave=lambda: self.leave(member, room),
+            asked=asked,
+            malformed=asked and since is None,
         )
-        member.send(joined_frame(joined))
-        for _, frame in snapshot.frames:
-            member.send(frame)
-        epoch, cursor = snapshot.epoch, snapshot.top
-        while True:  # What was broadcast meanwhile, until nothing waits.
-            with self._lock:
-                waiting = self._pending.get(key)
-                if waiting is None:
-                    return joined  # It left, or ended, meanwhile.
-                if not waiting:
-                    del self._pending[key]
-                    self._cursors[key] = Position(epoch, cursor)
-                    return joined
-                self._pending[key] = []
-            for message_epoch, offset, frame, excluded in waiting:
-                if message_epoch != epoch:
-                    restart = Position(message_epoch, offset - 1)
-                    member.send(joined_frame(Joined(room, True, restart, False, "epoch_changed")))
-                    epoch = message_epoch
-                elif offset <= cursor:
-                    continue
-                cursor = offset
-                member.send(position_frame(room, epoch, offset) if excluded else frame)
 
     def deliver_history(
-        self, room: str, epoch: str, offset: int, frame: str, exclude: Iterable[str]
+        self, room: str, epoch: str, offset: int, frame: str, exclude: Collection[str]
     ) -> None:
         """Queue message ``offset`` of ``room`` on this process's members in it.
 
@@ -235,35 +179,8 @@ class Hub(abc.ABC):
         the replay is done; one that has it already (its join replayed it) is
         skipped; one in ``exclude`` learns only its new position.
         """
-        skip = exclude if isinstance(exclude, set | frozenset) else set(exclude)
-        outgoing: Outgoing | None = None
         with self._lock:  # Held while queueing: members see offsets in order.
-            for member in self._rooms.get(room, ()):
-                key = (room, member.id)
-                excluded = member.id in skip
-                waiting = self._pending.get(key)
-                if waiting is not None:
-                    if len(waiting) < _MAX_PENDING:
-                        waiting.append((epoch, offset, frame, excluded))
-                    else:
-                        del self._pending[key]
-                        member.close_nowait(1013, "too far behind the room")
-                    continue
-                position = self._cursors.get(key)
-                if position is None:
-                    continue  # Joining: its read of the history has this message.
-                if position.epoch != epoch:
-                    lost = Joined(room, True, Position(epoch, offset - 1), False, "epoch_changed")
-                    member.send_nowait(joined_frame(lost))
-                elif offset <= position.offset:
-                    continue
-                self._cursors[key] = Position(epoch, offset)
-                if excluded:
-                    member.send_nowait(position_frame(room, epoch, offset))
-                else:
-                    if outgoing is None:
-                        outgoing = Outgoing(frame)
-                    member.send_nowait(outgoing)
+            self._feeds.deliver(room, epoch, offset, frame, exclude)
 
     def catch_up(self) -> None:
         """Fill the gap of every live member of a room with history, from its last position.
@@ -276,33 +193,12 @@ class Hub(abc.ABC):
         Raises:
             BackendUnavailable: The history cannot be read.
         """
-        with self._lock:
-            wanted: dict[tuple[str, Position], list[str]] = {}
-            for (room, member_id), position in self._cursors.items():
-                wanted.setdefault((room, position), []).append(member_id)
-        for (room, since), member_ids in wanted.items():
+
+        def read(room: str, since: Position) -> Snapshot | None:
             policy = self.histories.policy_for(room)
-            if policy is None:
-                continue
-            snapshot = self.read_history(room, since, policy)
-            top = Position(snapshot.epoch, snapshot.top)
-            with self._lock:
-                for member_id in member_ids:
-                    member = self._members.get(member_id)
-                    key = (room, member_id)
-                    now = self._cursors.get(key)
-                    if member is None or now is None:
-                        continue
-                    position = now
-                    if snapshot.reason is not None:
-                        lost = Joined(room, True, top, False, snapshot.reason)
-                        member.send_nowait(joined_frame(lost))
-                    else:
-                        for offset, frame in snapshot.frames:
-                            if position.epoch == top.epoch and offset > position.offset:
-                                member.send_nowait(frame)
-                    if position.epoch != top.epoch or position.offset < top.offset:
-                        self._cursors[key] = top
+            return None if policy is None else self.read_history(room, since, policy)
+
+        self._feeds.catch_up(self._members, read)
 
     def read_history(self, room: str, since: Position | None, policy: HistoryPolicy) -> Snapshot:
         """The room's position now, and the messages after ``since`` (or why not).

@@ -295,6 +295,7 @@ def check_position(value: Any) -> Position | None:
 class _Room:
     epoch: str
     ttl: float
+    room_json: str
     top: int = 0
     last: float = 0.0  # time.monotonic() of the last append or join
     nbytes: int = 0
@@ -321,10 +322,10 @@ class MemoryHistory:
         with self._lock:
             state = self._rooms.get(room)
             if state is None:
-                state = self._rooms[room] = _Room(new_epoch(), policy.ttl)
+                state = self._rooms[room] = _Room(new_epoch(), policy.ttl, json.dumps(room))
             state.top += 1
             state.last, state.ttl = now, policy.ttl
-            frame = message_frame(json.dumps(room), state.epoch, state.top, fragment)
+            frame = message_frame(state.room_json, state.epoch, state.top, fragment)
             state.entries.append((state.top, now, frame))
             state.nbytes += len(frame)
             entries = state.entries
@@ -341,7 +342,7 @@ class MemoryHistory:
         with self._lock:
             state = self._rooms.get(room)
             if state is None:
-                state = self._rooms[room] = _Room(new_epoch(), policy.ttl)
+                state = self._rooms[room] = _Room(new_epoch(), policy.ttl, json.dumps(room))
             state.last = now
             epoch, top = state.epoch, state.top
             if since is None:

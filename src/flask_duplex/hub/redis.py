@@ -553,7 +553,7 @@ class RedisHub(Hub):
             header, _, frame = data.partition(b"\n")
             epoch, offset, rest = header[1:].split(b" ", 2)
             room, exclude = json.loads(rest)
-            self.deliver_history(room, epoch.decode(), int(offset), frame.decode(), exclude)
+            self.deliver_history(room, epoch.decode(), int(offset), frame.decode(), set(exclude))
             return
         envelope = json.loads(data)
         if "expired" in envelope:

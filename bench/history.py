@@ -103,8 +103,10 @@ async def _post(port: int, path: str) -> None:
         raise RuntimeError(f"POST {path} answered {head!r}")
 
 
-async def _broadcast_cpu(port: int, pids: Callable[[], list[int]], room: str) -> list[float]:
-    """Server CPU microseconds per message broadcast, one figure per round."""
+async def _broadcast_cpu(
+    port: int, pids: Callable[[], list[int]], room: str, redis_pid: int
+) -> list[tuple[float, float]]:
+    """CPU microseconds per message broadcast (server, redis-server), one pair per round."""
     url = f"ws://127.0.0.1:{port}/room/{room}"
     connections = [await ws_connect(_Counter, url) for _ in range(CLIENTS)]
     listeners = [listener for _, listener in connections]
@@ -114,6 +116,7 @@ async def _broadcast_cpu(port: int, pids: Callable[[], list[int]], room: str) ->
         for _ in range(ROUNDS):
             before = [listener.count for listener in listeners]
             used = procfs.cpu_seconds(pids())
+            redis_used = procfs.cpu_seconds([redis_pid]) if redis_pid else 0.0
             await _post(port, f"/blast?room={room}&n={MESSAGES}&size={SIZE}")
             deadline = time.monotonic() + ROUND_TIMEOUT
             while any(
@@ -123,7 +126,9 @@ async def _broadcast_cpu(port: int, pids: Callable[[], list[int]], room: str) ->
                 if time.monotonic() > deadline:
                     raise RuntimeError("not every connection got every message")
                 await asyncio.sleep(0.001)
-            figures.append((procfs.cpu_seconds(pids()) - used) / MESSAGES * 1e6)
+            redis_now = procfs.cpu_seconds([redis_pid]) if redis_pid else 0.0
+            server = (procfs.cpu_seconds(pids()) - used) / MESSAGES * 1e6
+            figures.append((server, (redis_now - redis_used) / MESSAGES * 1e6))
             await asyncio.sleep(0.2)
     finally:
         for transport, _ in connections:
@@ -219,13 +224,17 @@ def run(src: Path | None) -> dict[str, Any]:
                     _gunicorn_gevent, cwd=ROOT, log=log, core=SERVER_CORE if pin else None
                 ) as server:
 
-                    def pids(server: Any = server, redis_pid: int = redis_pid) -> list[int]:
-                        return [*server.tree_pids(), *([redis_pid] if redis_pid else [])]
-
                     row: dict[str, Any] = {}
                     for room in ("plain", "kept"):
-                        figures = asyncio.run(_broadcast_cpu(server.port, pids, room))
-                        row[room] = {"median_us": statistics.median(figures), "rounds": figures}
+                        figures = asyncio.run(
+                            _broadcast_cpu(server.port, server.tree_pids, room, redis_pid)
+                        )
+                        row[room] = {
+                            "median_us": statistics.median(a + b for a, b in figures),
+                            "server_us": statistics.median(a for a, _ in figures),
+                            "redis_us": statistics.median(b for _, b in figures),
+                            "rounds": figures,
+                        }
                     if src is None:
                         times = asyncio.run(_replay(server.port))
                         row["replay_ms"] = {
@@ -258,8 +267,15 @@ def table(rows: dict[str, Any]) -> str:
         if "error" in row:
             lines.append(f"| {hub} | error | error | |")
             continue
-        plain, kept = row["plain"]["median_us"], row["kept"]["median_us"]
-        lines.append(f"| {hub} | {plain:.0f} | {kept:.0f} | *{kept / plain:.2f}x* |")
+        plain, kept = row["plain"], row["kept"]
+        ratio = kept["median_us"] / plain["median_us"]
+        cells = [f"{room['median_us']:.0f}" for room in (plain, kept)]
+        if hub == "Redis":  # The server's share and redis-server's.
+            cells = [
+                f"{room['median_us']:.0f} ({room['server_us']:.0f} + {room['redis_us']:.0f})"
+                for room in (plain, kept)
+            ]
+        lines.append(f"| {hub} | {cells[0]} | {cells[1]} | *{ratio:.2f}x* |")
     lines += [
         "",
         f"A client comes back after missing {KEPT} messages of {SIZE} B: time from the start of "

@@ -90,6 +90,7 @@ PRELUDES: dict[str, Callable[[], Namespace]] = {
         "request": request,
         "conn_id": "a-connection-that-left",
     },
+    "docs/recovery.md": lambda: {**app_and_duplex(), "load_items": lambda: ["first"]},
     "docs/scaling.md": lambda: {"Flask": Flask, "os": os, "duplex": Duplex()},
     "docs/deployment.md": deployment_prelude,
     "docs/migrating-from-flask-sock.md": lambda: {"app": Flask("sample_app")},
@@ -228,6 +229,23 @@ def rooms_api_announces_over_http(ns: Namespace) -> None:
         assert response.status_code == 204
         assert first.receive_json(timeout=WAIT) == {"text": "tea"}
         assert second.receive_json(timeout=WAIT) == {"text": "tea"}
+
+
+@check("recovery-api")
+def a_returning_client_recovers_and_a_new_one_gets_the_state(ns: Namespace) -> None:
+    duplex = ns["duplex"]
+    client = duplex.test_client()
+    with client.connect("/feed") as first:
+        assert first.positions.update(first.receive(timeout=WAIT)) is not None  # joined
+        assert first.receive_json(timeout=WAIT) == {"type": "state", "items": ["first"]}
+    duplex.broadcast({"type": "item", "text": "missed"}, to="feed")
+    with client.connect("/feed", resume=first) as back:
+        joined = back.receive_json(timeout=WAIT)
+        assert (joined["duplex"], joined["recovered"], joined["missed"]) == ("joined", True, 1)
+        missed = back.receive_json(timeout=WAIT)
+        assert missed["data"] == {"type": "item", "text": "missed"}
+        back.send("live")
+        assert back.receive_json(timeout=WAIT)["data"] == {"type": "item", "text": "live"}
 
 
 @check("rooms-background-task")

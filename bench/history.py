@@ -223,7 +223,6 @@ def run(src: Path | None) -> dict[str, Any]:
                 with started_server(
                     _gunicorn_gevent, cwd=ROOT, log=log, core=SERVER_CORE if pin else None
                 ) as server:
-
                     row: dict[str, Any] = {}
                     for room in ("plain", "kept"):
                         figures = asyncio.run(

@@ -501,6 +501,17 @@ def test_rediss_url_with_a_password(tls_files: tuple[Path, Path, Path]) -> None:
                 assert ws.receive(timeout=5) == "over TLS"
                 with app.app_context():
                     assert duplex.members("tls") == {member_id}
+            # A room with history: numbered, kept and replayed through TLS too.
+            duplex.keep_history("kept")
+            publisher.keep_history("kept")
+            client = duplex.test_client()
+            with client.connect("/room/kept") as away:
+                assert away.positions.update(away.receive(timeout=5)) is not None  # joined
+            publisher.broadcast("missed", to="kept")
+            with client.connect("/room/kept", resume=away) as back:
+                joined = json.loads(back.receive(timeout=5))
+                assert (joined["recovered"], joined["missed"]) == (True, 1)
+                assert json.loads(back.receive(timeout=5))["data"] == "missed"
         finally:
             publisher.close()
             duplex.close()

@@ -217,9 +217,7 @@ def redis_client(url: str | redis.Redis, timeout: float) -> redis.Redis:
         socket_connect_timeout=timeout,
         retry=Retry(NoBackoff(), 0),
     )
-    client = redis.Redis(connection_pool=pool)
-    client.auto_close_connection_pool = True  # close() closes the pool's connections too.
-    return client
+    return redis.Redis(connection_pool=pool)
 
 
 class RedisHub(Hub):
@@ -235,6 +233,7 @@ class RedisHub(Hub):
     ) -> None:
         super().__init__()
         self._redis = redis_client(url, timeout)
+        self._owns_pool = not isinstance(url, redis.Redis)  # A client passed in is the app's.
         self._where = url if isinstance(url, str) else repr(url)
         self._channel = channel
         self._ttl_ms = max(1, round(presence_ttl * 1000))
@@ -400,6 +399,8 @@ class RedisHub(Hub):
         self._threads = [thread for thread in self._threads if thread.is_alive()]
         try:
             self._redis.close()
+            if self._owns_pool:
+                self._redis.connection_pool.disconnect()
         except Exception:
             pass
 

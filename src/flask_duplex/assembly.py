@@ -94,6 +94,10 @@ class Inbox:
         except UnicodeDecodeError:
             self.clear()
             raise
+        self.put(message)
+
+    def put(self, message: Message) -> None:
+        """Queue a whole message (one that came as a single frame)."""
         messages = self._messages
         if messages is None:
             messages = self._messages = collections.deque()

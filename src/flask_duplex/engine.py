@@ -59,7 +59,7 @@ from .pong import Pong
 from .reactor import EVENT_READ, EVENT_WRITE, Reactor, Timer
 from .reading import RECV_SIZE, Reader, Reading, recv
 from .tls import guard
-from .wire import ServerProtocol
+from .wire import ServerProtocol, frame_header
 
 __all__ = ["Engine"]
 
@@ -213,11 +213,16 @@ class Engine:
         with self._lock:
             if self._lifecycle.state is not _OPEN:
                 raise self._closed_error()
-            if text:
-                self._protocol.send_text(data)
+            protocol = self._protocol
+            if protocol.extensions:
+                if text:
+                    protocol.send_text(data)
+                else:
+                    protocol.send_binary(data)
+                chunks = protocol.data_to_send()
             else:
-                self._protocol.send_binary(data)
-            chunks = self._protocol.data_to_send()
+                # The frame websockets would build, in one piece, without its Frame.
+                chunks = [frame_header(len(data), text) + data]
             claimed = self._outbox.offer(chunks)
             drops = self._outbox.drops
         self._write(chunks, claimed, block=True)
@@ -401,6 +406,13 @@ class Engine:
                 self._protocol.hold_parsing()
         # Else a close frame went out: the peer's data is dropped, not queued.
 
+    def on_message(self, message: Message) -> None:
+        # The fast path's (wire.ServerProtocol.receive_simple): the protocol is open.
+        inbox = self._inbox
+        inbox.put(message)
+        if inbox.full:
+            self._protocol.hold_parsing()
+
     def on_ping(self, data: bytes) -> None:
         pong = Frame(_PONG, data).serialize(mask=False, extensions=self._protocol.extensions)
         self._outbox.add_pong(pong)
@@ -540,7 +552,9 @@ class Engine:
         # Lock held.
         try:
             if data:
-                self._protocol.receive_data(data)
+                protocol = self._protocol
+                if not protocol.receive_simple(data):
+                    protocol.receive_data(data)
             else:
                 self._protocol.receive_eof()
         except EOFError:

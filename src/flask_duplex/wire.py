@@ -28,6 +28,7 @@ the protocol starts OPEN, and parsing starts at frames.
 from __future__ import annotations
 
 import logging
+import struct
 from collections.abc import Generator
 from typing import Protocol as Interface
 
@@ -37,7 +38,12 @@ from websockets.protocol import Protocol, Side, State
 from websockets.streams import StreamReader
 from websockets.typing import Subprotocol
 
-__all__ = ["FrameSink", "ServerProtocol"]
+try:
+    from websockets.speedups import apply_mask
+except ImportError:  # websockets built without its C extension.
+    from websockets.utils import apply_mask
+
+__all__ = ["FrameSink", "ServerProtocol", "frame_header"]
 
 _TEXT, _BINARY, _CONT = Opcode.TEXT, Opcode.BINARY, Opcode.CONT
 _PING, _PONG, _CLOSE = Opcode.PING, Opcode.PONG, Opcode.CLOSE
@@ -46,6 +52,21 @@ _OPEN = State.OPEN
 
 # websockets' own logger for servers, looked up once (getLogger takes a lock).
 _LOGGER = logging.getLogger("websockets.server")
+
+
+_SHORT = struct.Struct("!BB")
+_MEDIUM = struct.Struct("!BBH")
+_LONG = struct.Struct("!BBQ")
+
+
+def frame_header(length: int, text: bool) -> bytes:
+    """The header of a server's unfragmented, unmasked, uncompressed data frame."""
+    first = 0x81 if text else 0x82
+    if length < 126:
+        return _SHORT.pack(first, length)
+    if length < 65536:
+        return _MEDIUM.pack(first, 126, length)
+    return _LONG.pack(first, 127, length)
 
 
 class FrameSink(Interface):
@@ -59,6 +80,9 @@ class FrameSink(Interface):
 
     def on_pong(self, data: bytes) -> None:
         """A pong."""
+
+    def on_message(self, message: str | bytes) -> None:
+        """A whole message that came as one frame, taken by the fast path."""
 
 
 class _PausableReader(StreamReader):
@@ -86,6 +110,10 @@ class _PausableReader(StreamReader):
         return (yield from StreamReader.at_eof(self))
 
 
+# The parser waits in this (websockets' at_eof) for a frame's first byte.
+_AT_EOF = StreamReader.at_eof.__code__
+
+
 class ServerProtocol(Protocol):
     """websockets' protocol, server side and open, with frames handed to a sink.
 
@@ -110,6 +138,11 @@ class ServerProtocol(Protocol):
         # websockets started its parser on the reader it made; start ours on this one.
         self.parser = self.parse()
         next(self.parser)
+        self._max_size = max_size
+        # Frames taken by the fast path (receive_simple): with no extension only.
+        self._simple = not extensions
+        # websockets 16 renamed the size of the fragmented message being read.
+        self._size_attribute = "current_size" if hasattr(self, "current_size") else "cur_size"
 
     @property
     def parse_held(self) -> bool:
@@ -125,8 +158,98 @@ class ServerProtocol(Protocol):
         reader = self._input
         if reader.holding:
             reader.release()
-            if reader.paused:
+            # Paused in the held at_eof; or in at_eof itself, with bytes the
+            # fast path left in the buffer when the sink filled up.
+            if reader.paused or (self._at_frame_start() and reader.buffer):
                 next(self.parser)
+
+    def _at_frame_start(self) -> bool:
+        # Whether the parser waits in websockets' at_eof, before a frame.
+        waiting = self.parser.gi_yieldfrom  # type: ignore[attr-defined]
+        return waiting is not None and waiting.gi_code is _AT_EOF
+
+    def receive_data(self, data: bytes | bytearray) -> None:
+        reader = self._input
+        if reader.holding and self._at_frame_start():
+            # The fast path held parsing with the parser in at_eof itself, which
+            # would parse what comes: keep it for resume_parsing.
+            reader.buffer += data
+            return
+        super().receive_data(data)
+
+    def receive_simple(self, data: bytes) -> bool:
+        """Take the common frames of ``data`` straight to the sink; False if it cannot.
+
+        The fast path: while the parser waits for a frame's first byte, with
+        nothing buffered, no extension, no fragmented message under way and
+        the connection open, each whole, unfragmented text or binary frame at
+        the front of ``data`` is unmasked and handed to ``sink.on_message``
+        without websockets' generator-based parser. At the first frame that
+        is anything else (a control frame, a fragment, one cut by the end of
+        the read, one over ``max_size``, invalid UTF-8), the rest of ``data``
+        goes to the parser, which handles it, and fails the connection, as
+        it always does. If the sink fills up, the rest waits in the buffer.
+
+        Returns:
+            Whether ``data`` was taken (all of it); False leaves it to
+            :meth:`receive_data`.
+        """
+        reader = self._input
+        # The parser waits in at_eof, before a frame: see _at_frame_start.
+        waiting = self.parser.gi_yieldfrom  # type: ignore[attr-defined]
+        if (
+            not self._simple
+            or waiting is None
+            or waiting.gi_code is not _AT_EOF
+            or reader.buffer
+            or reader.holding
+            or getattr(self, self._size_attribute) is not None
+            or self.state is not _OPEN
+            or self.debug
+        ):
+            return False
+        sink = self.sink
+        assert sink is not None
+        max_size = self._max_size
+        end = len(data)
+        position = 0
+        while end - position >= 6:
+            first, second = data[position], data[position + 1]
+            # FIN, no RSV bit, text or binary; masked, as a client's must be.
+            if (first != 0x81 and first != 0x82) or not second & 0x80:
+                break
+            length = second & 0x7F
+            start = position + 6
+            if length == 126:
+                start += 2
+                if start > end:
+                    break
+                length = (data[position + 2] << 8) | data[position + 3]
+            elif length == 127:
+                start += 8
+                if start > end:
+                    break
+                length = int.from_bytes(data[position + 2 : position + 10], "big")
+            stop = start + length
+            if stop > end or (max_size is not None and length > max_size):
+                break
+            payload = apply_mask(data[start:stop], data[start - 4 : start])
+            if first == 0x81:
+                try:
+                    message: str | bytes = payload.decode()
+                except UnicodeDecodeError:
+                    break  # The parser fails the connection with 1007.
+            else:
+                message = payload
+            sink.on_message(message)
+            position = stop
+            if reader.holding:  # The sink is full.
+                if position < end:
+                    reader.buffer += data[position:]
+                return True
+        if position < end:
+            super().receive_data(data[position:] if position else data)
+        return True
 
     def recv_frame(self, frame: Frame) -> None:
         sink = self.sink

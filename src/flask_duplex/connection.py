@@ -89,6 +89,7 @@ class WebSocket:
         "_json_dumps",
         "_json_loads",
         "_lifecycle",
+        "_resumed",
         "_rooms",
         "environ",
         "id",
@@ -115,6 +116,7 @@ class WebSocket:
         self._engine: Engine | None = None
         self._hub = hub
         self._rooms = _NO_ROOMS  # Replaced on join and leave: nothing per idle socket.
+        self._resumed = _NO_ROOMS  # Rooms whose upgrade-request position a join used.
         self._json_dumps = json_dumps
         self._json_loads = json_loads
 
@@ -355,7 +357,9 @@ class WebSocket:
                 (a name, say), in every process: a dict the app's JSON
                 provider can encode, at most 1 kB once encoded.
             since: Resume from this position rather than the one the client
-                gave in its upgrade request (``duplex-since``), if any.
+                gave in its upgrade request (``duplex-since``), if any. That
+                one is used by the room's first join on this connection only:
+                a join after a leave starts afresh.
 
         Returns:
             What happened: the position, and whether the gap was recovered.
@@ -376,10 +380,14 @@ class WebSocket:
             if position is None:
                 raise TypeError(f"since is an (epoch, offset) pair, not {since!r}")
             asked = True
+        elif room in self._resumed:
+            asked, position = False, None  # The client's position was for the first join.
         else:
             given = positions_from_query(self.environ.get("QUERY_STRING", ""))
             asked = room in given
             position = given.get(room)
+            if asked:
+                self._resumed = self._resumed | {room}
         encoded = "{}" if not info else self._json_dumps(dict(info))
         if len(encoded) > 1024:
             raise ValueError(f"info is {len(encoded)} bytes once encoded; at most 1024")

@@ -451,3 +451,42 @@ def test_messages_published_while_the_subscriber_reconnects_are_caught_up(
                 assert numbers(conn, 5) == [0, 1, 2, 3, 4]
         finally:
             duplex.close()
+
+
+def test_a_rejoin_on_the_same_connection_does_not_resume_from_the_upgrade_request() -> None:
+    """join, leave, join again: the second join is a new one, not a second replay of the gap."""
+    duplex = Duplex()
+    duplex.keep_history("feed")
+
+    @duplex.route("/feed")
+    def feed(ws: WebSocket) -> None:
+        for message in ws:
+            if message == "join":
+                joined = ws.join("feed")
+                ws.send_json({"recovered": joined.recovered, "missed": joined.missed})
+            elif message == "leave":
+                ws.leave("feed")
+                ws.send_json({"left": True})
+            else:
+                duplex.broadcast(message, to="feed")
+
+    app = Flask("rejoin")
+    duplex.init_app(app)
+    client = duplex.test_client()
+    with client.connect("/feed") as first:
+        first.send("join")
+        epoch = json.loads(first.receive())["epoch"]
+        first.receive()  # The route's report.
+        for text in ("one", "two"):
+            first.send(text)
+            first.receive()
+    with client.connect("/feed", resume=RoomPositions({"feed": Position(epoch, 0)})) as conn:
+        conn.send("join")
+        frames = [json.loads(conn.receive()) for _ in range(4)]
+        assert frames[-1] == {"recovered": True, "missed": 2}
+        conn.send("leave")
+        assert json.loads(conn.receive()) == {"left": True}
+        conn.send("join")
+        joined = json.loads(conn.receive())
+        assert joined["missed"] == 0 and joined["recovered"] is False
+        assert json.loads(conn.receive()) == {"recovered": False, "missed": 0}

@@ -16,8 +16,6 @@ import json
 import os
 import re
 import signal
-import socket
-import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
@@ -29,8 +27,9 @@ from websockets.exceptions import ConnectionClosedError
 from websockets.sync.client import ClientConnection, connect
 
 from tests.support.browser import WAIT_MS
+from tests.support.cable import Cable
 from tests.support.demo import Demo, running_demo
-from tests.support.servers import ROOT, free_port
+from tests.support.servers import ROOT
 
 # The demo's DUPLEX_PRESENCE_TTL, and how often the chat looks for expired presence.
 PRESENCE_TTL = 6.0
@@ -174,75 +173,6 @@ def raw(demo: Demo) -> Iterator[Callable[[], Raw]]:
 
 
 # -- a network whose cable the test can pull --------------------------------------
-
-
-class Cable:
-    """A TCP proxy between a browser and the demo; ``unplug()`` drops every connection
-    and refuses new ones until ``plug()``, as a network that goes away does."""
-
-    def __init__(self, target: int) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self._target = target
-        self._plugged = True
-        self._lock = threading.Lock()
-        self._sockets: list[socket.socket] = []
-        self._listener = socket.create_server(("127.0.0.1", self.port))
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def unplug(self) -> None:
-        with self._lock:
-            self._plugged = False
-            sockets, self._sockets = self._sockets, []
-        for sock in sockets:
-            _drop(sock)
-
-    def plug(self) -> None:
-        with self._lock:
-            self._plugged = True
-
-    def close(self) -> None:
-        self.unplug()
-        _drop(self._listener)
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self._listener.accept()
-            except OSError:
-                return
-            try:
-                server = socket.create_connection(("127.0.0.1", self._target), timeout=2)
-            except OSError:  # The demo is down.
-                _drop(client)
-                continue
-            with self._lock:
-                if not self._plugged:
-                    _drop(client)
-                    _drop(server)
-                    continue
-                self._sockets += [client, server]
-            for source, sink in ((client, server), (server, client)):
-                threading.Thread(target=_pipe, args=(source, sink), daemon=True).start()
-
-
-def _pipe(source: socket.socket, sink: socket.socket) -> None:
-    try:
-        source.settimeout(None)
-        while chunk := source.recv(65536):
-            sink.sendall(chunk)
-    except OSError:
-        pass
-    finally:
-        _drop(sink)
-
-
-def _drop(sock: socket.socket) -> None:
-    try:
-        sock.shutdown(socket.SHUT_RDWR)
-    except OSError:
-        pass
-    sock.close()
 
 
 @pytest.fixture

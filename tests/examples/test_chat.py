@@ -549,6 +549,28 @@ def test_a_page_offline_for_a_while_shows_each_missed_message_once(
     assert not [frame for frame in frames if frame.get("type") == "history"]
 
 
+def test_a_page_back_in_a_room_it_left_shows_the_whole_history(
+    demo: Demo, open_page: OpenPage, cable: Cable
+) -> None:
+    """bob leaves a room, reconnects in another, comes back: its whole history, not the news."""
+    ana = people(demo, open_page, 1)[0]
+    bob = people(demo, open_page, 1, base=cable.url)[0]
+    join(ana, "ana", "return")
+    join(bob, "bob", "return")
+    say(ana, "first")
+    expect_messages(bob, ["first"])
+    bob.get_by_role("button", name="Leave room").click()
+    join(bob, "bob", "return-elsewhere")
+    say(ana, "second")
+    cable.unplug()  # The reconnect hands back bob's old position in the room he left.
+    expect(bob.get_by_test_id("status")).to_have_text("reconnecting")
+    cable.plug()
+    expect(bob.get_by_test_id("status")).to_have_text("online", timeout=RECONNECT_MS)
+    bob.get_by_role("button", name="Leave room").click()
+    join(bob, "bob", "return")
+    expect_messages(bob, ["first", "second"])
+
+
 def test_a_restart_keeps_history_and_pages_catch_up(
     demo: Demo, open_page: OpenPage, cable: Cable
 ) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 import time
 import traceback
@@ -325,3 +326,34 @@ def test_test_client_falls_back_to_the_newest_app_still_alive() -> None:
     del newer
     gc.collect()
     assert served_name() == older.name
+
+
+def test_a_client_dropped_before_its_replay_arrived_gets_the_replay_again() -> None:
+    """Positions stay where the client was until the replay arrives, not at joined's offset."""
+    history = Duplex()
+    history.keep_history("feed")
+
+    @history.route("/feed")
+    def feed(ws: WebSocket) -> None:
+        ws.join("feed")
+        for message in ws:
+            history.broadcast(message, to="feed")
+
+    app = Flask("replay_again")
+    history.init_app(app)
+    client = history.test_client()
+    with client.connect("/feed") as sender, client.connect("/feed") as away:
+        assert json.loads(sender.receive())["duplex"] == "joined"
+        assert json.loads(away.receive())["duplex"] == "joined"
+        away.drop()
+        for text in ("one", "two"):
+            sender.send(text)
+            assert json.loads(sender.receive())["data"] == text
+        back = client.connect("/feed", resume=away)
+        joined = json.loads(back.receive())
+        assert joined["missed"] == 2
+        back.drop()  # Before the replay was read.
+        with client.connect("/feed", resume=back) as again:
+            frames = [json.loads(again.receive()) for _ in range(3)]
+    assert frames[0]["recovered"] is True
+    assert [frame["data"] for frame in frames[1:]] == ["one", "two"]

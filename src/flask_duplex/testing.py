@@ -79,6 +79,12 @@ class RoomPositions:
         room, epoch, offset = frame.get("room"), frame.get("epoch"), frame.get("offset")
         if frame.get("duplex") == "joined":
             self.joins.append(frame)
+            missed = frame.get("missed")
+            if isinstance(offset, int) and isinstance(missed, int):
+                # ``offset`` is the room's last message, and the ``missed`` ones
+                # before it are still to come: until they do, the client is
+                # where it was (a drop now must not skip them).
+                offset -= missed
         if isinstance(room, str):
             if isinstance(epoch, str) and isinstance(offset, int):
                 self.rooms[room] = Position(epoch, offset)

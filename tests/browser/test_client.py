@@ -245,4 +245,5 @@ def test_unknown_or_invalid_options_are_refused(page: Page, werkzeug_server: Ser
     assert page.evaluate(attempt, {"retryDelay": 0}).startswith(
         "RangeError: flask-duplex: retryDelay"
     )
+    assert page.evaluate(attempt, {"recover": "yes"}).startswith("TypeError: flask-duplex: recover")
     assert page.evaluate("opened") == []

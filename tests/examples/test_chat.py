@@ -16,8 +16,6 @@ import json
 import os
 import re
 import signal
-import socket
-import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
@@ -29,12 +27,12 @@ from websockets.exceptions import ConnectionClosedError
 from websockets.sync.client import ClientConnection, connect
 
 from tests.support.browser import WAIT_MS
+from tests.support.cable import Cable
 from tests.support.demo import Demo, running_demo
-from tests.support.servers import ROOT, free_port
+from tests.support.servers import ROOT
 
-# The demo's DUPLEX_PRESENCE_TTL, and how often the chat looks for expired presence.
+# The demo's DUPLEX_PRESENCE_TTL; each worker refreshes its people's presence every third of it.
 PRESENCE_TTL = 6.0
-ONLINE_POLL = 1.0
 # duplex.js retries at least every 5 s; a restarted cluster takes a few more to listen.
 RECONNECT_MS = 20_000
 
@@ -141,13 +139,24 @@ class Raw:
     def send(self, message: Any) -> None:
         self.ws.send(message if isinstance(message, str | bytes) else json.dumps(message))
 
+    def receive(self, timeout: float = 10) -> dict[str, Any]:
+        """The next message; one of the room's comes unwrapped from its frame.
+
+        The chat's rooms keep history: what is broadcast to one arrives in a
+        frame with the room's position, which the browser client reads.
+        """
+        message: dict[str, Any] = json.loads(self.ws.recv(timeout=timeout))
+        if message.get("duplex") == "message":
+            return dict(message["data"])
+        return message
+
     def next(self, kind: str, timeout: float = 10, **fields: Any) -> dict[str, Any]:
         """The next message of type ``kind`` (with these ``fields``); those before are skipped."""
         deadline = time.monotonic() + timeout
         while True:
-            message = json.loads(self.ws.recv(timeout=max(0.01, deadline - time.monotonic())))
-            if message["type"] == kind and fields.items() <= message.items():
-                return dict(message)
+            message = self.receive(timeout=max(0.01, deadline - time.monotonic()))
+            if message.get("type") == kind and fields.items() <= message.items():
+                return message
 
     def join(self, name: str, room: str) -> None:
         self.send({"type": "join", "name": name, "room": room, "key": os.urandom(12).hex()})
@@ -174,75 +183,6 @@ def raw(demo: Demo) -> Iterator[Callable[[], Raw]]:
 
 
 # -- a network whose cable the test can pull --------------------------------------
-
-
-class Cable:
-    """A TCP proxy between a browser and the demo; ``unplug()`` drops every connection
-    and refuses new ones until ``plug()``, as a network that goes away does."""
-
-    def __init__(self, target: int) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self._target = target
-        self._plugged = True
-        self._lock = threading.Lock()
-        self._sockets: list[socket.socket] = []
-        self._listener = socket.create_server(("127.0.0.1", self.port))
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def unplug(self) -> None:
-        with self._lock:
-            self._plugged = False
-            sockets, self._sockets = self._sockets, []
-        for sock in sockets:
-            _drop(sock)
-
-    def plug(self) -> None:
-        with self._lock:
-            self._plugged = True
-
-    def close(self) -> None:
-        self.unplug()
-        _drop(self._listener)
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self._listener.accept()
-            except OSError:
-                return
-            try:
-                server = socket.create_connection(("127.0.0.1", self._target), timeout=2)
-            except OSError:  # The demo is down.
-                _drop(client)
-                continue
-            with self._lock:
-                if not self._plugged:
-                    _drop(client)
-                    _drop(server)
-                    continue
-                self._sockets += [client, server]
-            for source, sink in ((client, server), (server, client)):
-                threading.Thread(target=_pipe, args=(source, sink), daemon=True).start()
-
-
-def _pipe(source: socket.socket, sink: socket.socket) -> None:
-    try:
-        source.settimeout(None)
-        while chunk := source.recv(65536):
-            sink.sendall(chunk)
-    except OSError:
-        pass
-    finally:
-        _drop(sink)
-
-
-def _drop(sock: socket.socket) -> None:
-    try:
-        sock.shutdown(socket.SHUT_RDWR)
-    except OSError:
-        pass
-    sock.close()
 
 
 @pytest.fixture
@@ -484,8 +424,12 @@ def test_bad_input_gets_an_error_and_changes_nothing(
         ({"type": "private", "to": "bob", "text": "forged", "from": "ana"}, "bad_field"),
         ({"type": "private", "to": "nobody", "text": "hi"}, "unknown_recipient"),
         (
-            {"type": "join", "name": "x", "room": "abuse", "key": "k" * 20, "last_id": -1},
-            "bad_last_id",
+            {"type": "join", "name": "x", "room": "abuse", "key": "k" * 20, "resume": "yes"},
+            "bad_resume",
+        ),
+        (
+            {"type": "join", "name": "x", "room": "abuse", "key": "k" * 20, "last_id": 3},
+            "bad_field",
         ),
         ({"type": "join", "name": "x", "room": "a b", "key": "k" * 20}, "bad_room"),
     ]
@@ -521,9 +465,9 @@ def test_a_flood_is_slowed_down_and_the_room_goes_on(
     passed = refused = 0
     deadline = time.monotonic() + 20
     while passed + refused < 200 and time.monotonic() < deadline:
-        reply = json.loads(flooder.ws.recv(timeout=10))
-        passed += reply["type"] == "message"
-        refused += reply["type"] == "error" and reply["code"] == "too_fast"
+        reply = flooder.receive()
+        passed += reply.get("type") == "message"
+        refused += reply.get("type") == "error" and reply["code"] == "too_fast"
     assert passed + refused == 200
     assert 60 <= passed < 200 and refused > 0, (passed, refused)
     expect(ana.get_by_test_id("msg")).to_have_count(passed)
@@ -561,6 +505,70 @@ def test_a_page_that_lost_its_network_catches_up_once_back(
     expect_messages(bob, ["before the drop", "missed one", "missed two", "missed three"])
     say(bob, "back")
     expect_messages(ana, ["before the drop", "missed", "missed", "missed", "back"])
+
+
+def test_a_page_offline_for_a_while_shows_each_missed_message_once(
+    demo: Demo, open_page: OpenPage, cable: Cable
+) -> None:
+    """bob's browser goes offline while ana talks: back online, the room replays what he missed."""
+    ana = people(demo, open_page, 1)[0]
+    bob = people(demo, open_page, 1, base=cable.url)[0]
+    join(ana, "ana", "away")
+    join(bob, "bob", "away")
+    say(ana, "before bob goes")
+    expect_messages(bob, ["before bob goes"])
+    received: list[str] = []  # What bob's reconnected sockets receive, as text.
+    bob.on("websocket", lambda ws: ws.on("framereceived", lambda data: received.append(str(data))))
+
+    bob.context.set_offline(True)
+    # Offline, Chromium keeps an open WebSocket and only holds its frames back
+    # until it is online again: the page would notice nothing, and miss
+    # nothing. A network that really went away takes the TCP connection with
+    # it, which the cable does, once; new connections fail while offline.
+    cable.unplug()
+    cable.plug()
+    expect(bob.get_by_test_id("status")).to_have_text("reconnecting")
+    expect_online(ana, ["ana"])
+    missed = [f"while bob is away, {n}" for n in range(5)]
+    for text in missed:
+        say(ana, text)
+    expect_messages(ana, ["before bob goes", *missed])
+    expect(bob.get_by_test_id("status")).to_have_text("reconnecting")
+
+    bob.context.set_offline(False)
+    expect(bob.get_by_test_id("status")).to_have_text("online", timeout=RECONNECT_MS)
+    expect_messages(bob, ["before bob goes", *missed])
+    expect_online(ana, ["ana", "bob"])
+    say(bob, "back")
+    expect_messages(ana, ["before bob goes", *missed, "back"])
+    expect_messages(bob, ["before bob goes", *missed, "back"])
+    # From the room's history, replayed by the join: no list from the database.
+    frames = [json.loads(text) for text in received]
+    [recovery] = [frame for frame in frames if frame.get("duplex") == "joined"]
+    assert recovery["recovered"] is True and recovery["missed"] == len(missed)
+    assert not [frame for frame in frames if frame.get("type") == "history"]
+
+
+def test_a_page_back_in_a_room_it_left_shows_the_whole_history(
+    demo: Demo, open_page: OpenPage, cable: Cable
+) -> None:
+    """bob leaves a room, reconnects in another, comes back: its whole history, not the news."""
+    ana = people(demo, open_page, 1)[0]
+    bob = people(demo, open_page, 1, base=cable.url)[0]
+    join(ana, "ana", "return")
+    join(bob, "bob", "return")
+    say(ana, "first")
+    expect_messages(bob, ["first"])
+    bob.get_by_role("button", name="Leave room").click()
+    join(bob, "bob", "return-elsewhere")
+    say(ana, "second")
+    cable.unplug()  # The reconnect hands back bob's old position in the room he left.
+    expect(bob.get_by_test_id("status")).to_have_text("reconnecting")
+    cable.plug()
+    expect(bob.get_by_test_id("status")).to_have_text("online", timeout=RECONNECT_MS)
+    bob.get_by_role("button", name="Leave room").click()
+    join(bob, "bob", "return")
+    expect_messages(bob, ["first", "second"])
 
 
 def test_a_restart_keeps_history_and_pages_catch_up(
@@ -630,8 +638,9 @@ def test_a_crashed_workers_people_leave_within_the_presence_ttl(
     )
     took = time.monotonic() - killed
     # Presence expires at most a TTL after the dead worker's last refresh; the
-    # chat looks for expired presence every second.
-    assert took < PRESENCE_TTL + ONLINE_POLL + 1.5, f"ghost left after {took:.1f}s"
+    # live worker's next refresh (a third of the TTL later at most) removes it
+    # and tells every worker (on_members_expired), whose chat sends the lists.
+    assert took < PRESENCE_TTL * 4 / 3 + 1.5, f"ghost left after {took:.1f}s"
     expect_online(bob, ["ana", "bob"])
 
     # ana's page reconnected to a live worker and took her name back at once,

@@ -272,6 +272,27 @@ def history_room(ws: WebSocket, name: str) -> None:
         duplex.broadcast(message, to=f"history:{name}")
 
 
+# The browser client's rooms keep their last 3 messages: a page away for 4 misses too many.
+duplex.keep_history("client-test:*", size=3, ttl=120)
+
+
+@duplex.route("/client-test/room/<name>")
+def client_test_room(ws: WebSocket, name: str) -> None:
+    # For the browser client (duplex.js): joins a room with history, resuming
+    # from the position the page handed back, and broadcasts what it is sent:
+    # a JSON object as an object, other text as text, bytes as bytes.
+    # {"others": value} goes to everyone in the room but the sender, which
+    # learns only that the room moved on.
+    room = f"client-test:{name}"
+    ws.join(room)
+    for message in ws:
+        value = json.loads(message) if isinstance(message, str) and message[:1] == "{" else message
+        if isinstance(value, dict) and "others" in value:
+            duplex.broadcast(value["others"], to=room, exclude=ws)
+        else:
+            duplex.broadcast(value, to=room)
+
+
 @duplex.route("/client-test/echo")
 def client_test_echo(ws: WebSocket) -> None:
     # For the browser client (duplex.js): echoes JSON in numbered envelopes. A

@@ -44,9 +44,9 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         # The chat.
         CHAT_MAX_LENGTH=1000,  # Characters per message.
         CHAT_HISTORY=50,  # Public messages kept, and shown, per room.
+        CHAT_RECOVERY_TTL=300.0,  # Seconds a page may be away and still get what it missed.
         CHAT_RATE=20.0,  # Messages a second per connection, sustained...
         CHAT_BURST=60,  # ...and at once.
-        CHAT_ONLINE_POLL=1.0,  # Seconds between checks for expired presence.
         # The snake game.
         SNAKE_TICK_RATE=float(env("DUPLEX_DEMO_SNAKE_TICK_RATE", 10)),
         SNAKE_BOARD_WIDTH=int(env("DUPLEX_DEMO_SNAKE_BOARD_WIDTH", 40)),

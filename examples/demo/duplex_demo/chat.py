@@ -5,22 +5,26 @@ JSON objects with a ``type``, both ways. docs/chat.md walks through it.
 
 The page sends::
 
-    {"type": "join", "name": "ana", "room": "lobby", "key": "...", "last_id": 41}
+    {"type": "join", "name": "ana", "room": "lobby", "key": "...", "resume": false}
     {"type": "message", "text": "hello"}
     {"type": "private", "to": "bob", "text": "psst"}
     {"type": "leave"}
 
 ``join`` is also what the page sends first on every reconnect (the browser
-client's ``hello``), with the id of the last public message it has, so it gets
-what it missed and nothing twice. ``key`` is a random string the page makes
-once per tab: a page that reconnects finds its name still held by its own old
-connection (a crashed worker's presence lasts until it expires) and may take it.
+client's ``hello``), with ``resume`` true when the page shows the room's
+messages up to the drop. The chat's rooms keep history (``keep_history``), so
+the join itself replays what the page missed, once, in order, before the live
+messages; only when it could not (the page was away too long, the history was
+lost) does the page get the recent messages again, whole. ``key`` is a random
+string the page makes once per tab: a page that reconnects finds its name
+still held by its own old connection (a crashed worker's presence lasts until
+it expires) and may take it.
 
 The server sends::
 
     {"type": "welcome", "worker": 4242}                     on connect: the process id
-    {"type": "joined", "name": "ana", "room": "lobby"}
-    {"type": "history", "room": "lobby", "messages": [...]}  after joined: what was missed
+    {"type": "joined", "name": "ana", "room": "lobby", "resumed": false}
+    {"type": "history", "room": "lobby", "messages": [...]}  after joined, unless resumed
     {"type": "message", "id": 42, "room": "lobby", "from": "ana", "text": "hello", "at": 1.7e9}
     {"type": "private", "from": "ana", "to": "bob", "text": "psst", "at": 1.7e9}
     {"type": "online", "room": "lobby", "users": ["ana", "bob"]}
@@ -32,11 +36,13 @@ Requests are read and refused as the snake's are (``protocol.py``).
 Where things live:
 
 * the room's connections: a Flask-Duplex room, :func:`chat_room` (``ws.join``);
-  public messages are ``duplex.broadcast`` to it, across workers;
+  public messages are ``duplex.broadcast`` to it, across workers; it keeps its
+  last ``CHAT_HISTORY`` messages for ``CHAT_RECOVERY_TTL`` seconds, for the
+  pages that reconnect;
 * who is online: ``duplex.presence(room)``, the name each connection joined
   with; :class:`OnlineLists` sends each page the list when it changes;
 * history: the ``chat_message`` table (``schema.sql``), the last
-  ``CHAT_HISTORY`` messages of each room;
+  ``CHAT_HISTORY`` messages of each room, for a page that joins anew;
 * private messages: ``duplex.send_to`` each connection that holds the name.
 """
 
@@ -79,6 +85,8 @@ ROOM = re.compile(r"[\w-]{1,32}")
 KEY = re.compile(r"[0-9A-Za-z_-]{16,64}")
 # What every worker publishes on when a room's people change (a server-side channel).
 ROOM_CHANGED = "chat:room-changed"
+# The prefix of the chat's Flask-Duplex rooms (chat_room).
+ROOM_PREFIX = "chat:"
 # The largest frame the route reads: a message of CHAT_MAX_LENGTH characters, each
 # escaped as JSON at worst (12 bytes for an emoji), fits. A larger frame closes
 # the connection with 1009 before it is read into memory.
@@ -87,13 +95,29 @@ MAX_FRAME = 16 * 1024
 
 def chat_room(room: str) -> str:
     """The Flask-Duplex room of a chat room: its connections, and who they are (presence)."""
-    return f"chat:{room}"
+    return f"{ROOM_PREFIX}{room}"
 
 
 @bp.record_once
 def _setup(state: BlueprintSetupState) -> None:
-    """Once per app: the online lists of its pages in this process."""
+    """Once per app: the online lists of its pages in this process, and the rooms' history.
+
+    The history is the extension's (one per process, like routes): an app
+    built later, a test's, sets it again with its own config.
+    """
+    config = state.app.config
+    duplex.keep_history(
+        chat_room("*"), size=config["CHAT_HISTORY"], ttl=config["CHAT_RECOVERY_TTL"]
+    )
     state.app.extensions["chat"] = OnlineLists()
+
+
+@duplex.on_members_expired
+def _members_expired(room: str, ids: frozenset[str]) -> None:
+    """People of a crashed worker left presence: refresh the room's lists (on the hub's thread)."""
+    lists = current_app.extensions.get("chat")
+    if isinstance(lists, OnlineLists) and room.startswith(ROOM_PREFIX):
+        lists.expired(room.removeprefix(ROOM_PREFIX))
 
 
 @bp.get("/")
@@ -155,8 +179,8 @@ class Person:
         """Do what the page asks, or raise :class:`~.protocol.Refused`."""
         kind, get = request["type"], request.get
         if kind == "join":
-            allow_fields(request, "name", "room", "key", "last_id")
-            self.join(get("name"), get("room"), get("key"), get("last_id"))
+            allow_fields(request, "name", "room", "key", "resume")
+            self.join(get("name"), get("room"), get("key"), get("resume", False))
         elif kind == "message":
             allow_fields(request, "text")
             self.say(text_of(request))
@@ -171,24 +195,25 @@ class Person:
         else:
             raise Refused("unknown_type", f"Unknown message type {kind!r}.")
 
-    def join(self, name: Any, room: Any, key: Any, last_id: Any) -> None:
+    def join(self, name: Any, room: Any, key: Any, resume: Any) -> None:
         if not isinstance(name, str) or not NAME.fullmatch(name):
             raise Refused("bad_name", "A name is 1 to 24 letters, digits, '.', '_' or '-'.")
         if not isinstance(room, str) or not ROOM.fullmatch(room.lower()):
             raise Refused("bad_room", "A room is 1 to 32 letters, digits, '_' or '-'.")
         if not isinstance(key, str) or not KEY.fullmatch(key):
             raise Refused("bad_key", "The page's key is 16 to 64 letters and digits.")
-        if last_id is not None and (type(last_id) is not int or not 0 <= last_id < 2**53):
-            raise Refused("bad_last_id", "last_id is a message id, or null.")
+        if not isinstance(resume, bool):
+            raise Refused("bad_resume", "resume is true or false.")
         room = room.lower()
         self.leave()  # A join moves the connection; a failed one leaves it in no room.
 
         # Join first, then look: of two people who take one name at the same
         # moment on two workers, the second to look sees the first (both may
         # see each other and both be refused; never both let in). The page's
-        # own old connection, with its key, is no rival.
+        # own old connection, with its key, is no rival. On a reconnect the
+        # join replays what the page missed before it returns (recovered).
         digest = hashlib.sha256(key.encode()).hexdigest()[:32]  # Presence holds no secret.
-        self.ws.join(chat_room(room), {"name": name, "key": digest})
+        joined = self.ws.join(chat_room(room), {"name": name, "key": digest})
         try:
             people = duplex.presence(chat_room(room))
         except BackendUnavailable:
@@ -204,8 +229,13 @@ class Person:
             raise Refused("name_taken", f"Someone in {room} is called {name}; pick another name.")
         self.name, self.room = name, room
         online_lists().add(room, self.ws)
-        self.ws.send_json({"type": "joined", "name": name, "room": room})
-        self.ws.send_json({"type": "history", "room": room, "messages": history(room, last_id)})
+        # Resumed: the page's list goes on from where it dropped (the join
+        # replayed the gap). Else, a new visitor or a gap that could not be
+        # filled: the recent messages, whole, which replace the page's list.
+        resumed = resume and joined.recovered
+        self.ws.send_json({"type": "joined", "name": name, "room": room, "resumed": resumed})
+        if not resumed:
+            self.ws.send_json({"type": "history", "room": room, "messages": history(room)})
         announce(room)
 
     def say(self, text: str) -> None:
@@ -264,13 +294,12 @@ class Person:
 # -- history ----------------------------------------------------------------
 
 
-def history(room: str, after: int | None) -> list[dict[str, Any]]:
-    """The room's last ``CHAT_HISTORY`` public messages after id ``after``, oldest first."""
+def history(room: str) -> list[dict[str, Any]]:
+    """The room's last ``CHAT_HISTORY`` public messages, oldest first."""
     rows = db.query(
         "SELECT id, sender, text, created FROM chat_message"
-        " WHERE room = ? AND id > ? ORDER BY id DESC LIMIT ?",
+        " WHERE room = ? ORDER BY id DESC LIMIT ?",
         room,
-        after or 0,
         current_app.config["CHAT_HISTORY"],
     )
     return [
@@ -316,10 +345,9 @@ class OnlineLists:
 
     One background task per process sends the lists, so each page gets them
     in order and never a stale one last. It refreshes a room when any worker
-    announces a change (``ROOM_CHANGED``, a server-side channel), and every
-    room of this process each ``CHAT_ONLINE_POLL`` seconds: that is how the
-    people of a worker that crashed leave the lists, once their presence
-    expires (``DUPLEX_PRESENCE_TTL``).
+    announces a change (``ROOM_CHANGED``, a server-side channel), and when
+    the people of a worker that crashed expire from the room's presence
+    (``DUPLEX_PRESENCE_TTL``; ``on_members_expired`` calls :meth:`expired`).
     """
 
     def __init__(self) -> None:
@@ -333,8 +361,15 @@ class OnlineLists:
         with self._lock:
             if self._changes is not None:
                 return
-            self._changes = duplex.subscribe(ROOM_CHANGED)
-        duplex.start_background_task(self._run, self._changes)
+            self._changes = changes = duplex.subscribe(ROOM_CHANGED)
+        duplex.start_background_task(self._run, changes)
+
+    def expired(self, room: str) -> None:
+        """Queue ``room`` for the task, as an announced change; never waits (the hub's thread)."""
+        with self._lock:
+            changes = self._changes
+        if changes is not None:  # None: no page joined here yet, so no list to send.
+            changes.put(room)
 
     def add(self, room: str, ws: WebSocket) -> None:
         with self._lock:
@@ -349,20 +384,16 @@ class OnlineLists:
             self._sent.pop(ws.id, None)
 
     def _run(self, changes: Subscription) -> None:
-        poll = current_app.config["CHAT_ONLINE_POLL"]
-        next_poll = time.monotonic() + poll
         while True:
             try:
-                rooms = set(self._changed_rooms(changes, max(0.0, next_poll - time.monotonic())))
+                rooms = set(self._changed_rooms(changes))
             except ChannelOverflow:  # Fell behind: look at every room, then go on.
-                changes = duplex.subscribe(ROOM_CHANGED)
-                rooms, next_poll = set(), 0.0
+                with self._lock:
+                    self._changes = changes = duplex.subscribe(ROOM_CHANGED)
+                    rooms = set(self._rooms)
             except ChannelClosed:  # The app is stopping.
                 return
             with self._lock:
-                if time.monotonic() >= next_poll:
-                    rooms.update(self._rooms)
-                    next_poll = time.monotonic() + poll
                 rooms &= set(self._rooms)
             for room in rooms:
                 try:
@@ -373,9 +404,9 @@ class OnlineLists:
                     current_app.logger.exception("chat: refreshing %r failed", room)
             duplex.sleep(0)  # Where the task stops when it is cancelled.
 
-    def _changed_rooms(self, changes: Subscription, poll: float) -> Iterator[str]:
-        """The rooms announced within ``poll`` seconds (none: time to look at all)."""
-        room = changes.get(timeout=poll)
+    def _changed_rooms(self, changes: Subscription) -> Iterator[str]:
+        """The rooms announced since the last call: waits for one, then takes what waits."""
+        room = changes.get()
         while room is not None:
             if isinstance(room, str):
                 yield room

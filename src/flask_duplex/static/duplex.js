@@ -24,9 +24,20 @@
  * - `closed`: for good. `close()` was called, or the server closed with a code
  *   that `isFinal(code, reason)` accepts (default: 1008 and 4000-4999).
  *
- * Delivery is at most once in both directions. A message handed to the socket
- * just before a drop may be lost; an app that must not lose one numbers its
- * messages and resumes from the last number it saw, through `hello`.
+ * Delivery is at most once in both directions, outside rooms with history. A
+ * message handed to the socket just before a drop may be lost; an app that
+ * must not lose one numbers its messages and resumes from the last number it
+ * saw, through `hello`.
+ *
+ * Rooms with history (`duplex.keep_history(...)` on the server) add recovery
+ * from the server to the page, with no code in the page: each message of such
+ * a room arrives with the room's position (an epoch and an offset), which the
+ * client remembers. Every connection it opens hands the positions back in its
+ * URL (`?duplex-since=`), and the server's `ws.join(room)` replays what was
+ * missed before the live messages: in order, none twice. A `joined` event says
+ * whether that worked (`recovered`) and why not (`reason`): the history was
+ * too short or lost, and the page needs a full state. The `message` event of
+ * such a room carries the value as broadcast, as in any other room.
  *
  * This module builds no DOM: show the state and the messages as the app likes.
  *
@@ -54,7 +65,29 @@
  * @property {(code: number, reason: string) => boolean} [isFinal] Whether a
  *   close from the server ends the client for good. Default: {@link isFinalCode}.
  * @property {string | string[]} [protocols] WebSocket subprotocols to offer.
+ * @property {boolean} [recover=true] Hand the positions of the rooms with
+ *   history back on every connection (`duplex-since` in the URL's query), so
+ *   that the server replays what was missed. `false` still reads positions
+ *   (see `positions`) and unwraps messages, but never hands them back.
  */
+
+/**
+ * @typedef {object} Joined The `detail` of a `joined` event.
+ * @property {string} room The room (the server's name for it).
+ * @property {boolean} recovered Every message missed since the position this
+ *   client handed back was replayed, before this event's live messages.
+ * @property {"too_old" | "epoch_changed" | "unknown_room" | "invalid_position" | null} reason
+ *   Why a position handed back was not recovered; `null` if it was, or if
+ *   there was none (a first join).
+ * @property {number} missed How many messages are replayed after this event.
+ * @property {string | null} epoch The room's epoch (`null`: the room keeps no history).
+ * @property {number | null} offset The room's last message before the live ones.
+ */
+
+/** The query-string parameter that hands positions back to the server. */
+const SINCE_PARAMETER = "duplex-since";
+/** What a frame of a room with history starts with, as the server writes it. */
+const FRAME_START = '{"duplex":';
 
 /**
  * The defaults of {@link Options}.
@@ -68,6 +101,7 @@ export const defaults = Object.freeze({
   openTimeout: 10000,
   isFinal: isFinalCode,
   protocols: [],
+  recover: true,
 });
 
 /**
@@ -121,7 +155,8 @@ export function websocketURL(target, base = globalThis.location?.href) {
  * |---|---|
  * | `state` | `{state, previous, code?, reason?}` on each change of state |
  * | `connecting`, `online`, `reconnecting`, `closed` | the same, when entering that state |
- * | `message` | the decoded JSON value of a text message |
+ * | `message` | the decoded JSON value of a text message; in a room with history, the value as broadcast (a `Uint8Array` for bytes) |
+ * | `joined` | {@link Joined}: this connection joined a room with history (or lost its feed mid-connection) |
  * | `invalid` | `{data, error}`: a message that is not JSON text (it is not delivered) |
  * | `retry` | `{attempt, delay, code, reason}`: a retry is scheduled in `delay` ms |
  * | `drop` | `{message, reason}`: a message that will never be sent; `reason` is `"overflow"` (the queue was full) or `"closed"` |
@@ -144,6 +179,8 @@ export class DuplexClient extends EventTarget {
   #retryTimer;
   /** @type {ReturnType<typeof setTimeout> | undefined} */
   #openTimer;
+  /** @type {Map<string, {epoch: string, offset: number}>} Room to the last message's position. */
+  #positions = new Map();
 
   /**
    * Start connecting at once.
@@ -169,6 +206,19 @@ export class DuplexClient extends EventTarget {
   /** @returns {number} How many messages wait to be sent. */
   get queued() {
     return this.#queue.length;
+  }
+
+  /**
+   * Where the client is in each room with history: a new object each time,
+   * room to `[epoch, offset]` of the last message received, the shape
+   * `duplex-since` hands back.
+   * @returns {Record<string, [string, number]>}
+   */
+  get positions() {
+    /** @type {Record<string, [string, number]>} */
+    const copy = {};
+    for (const [room, { epoch, offset }] of this.#positions) copy[room] = [epoch, offset];
+    return copy;
   }
 
   /**
@@ -236,13 +286,27 @@ export class DuplexClient extends EventTarget {
   }
 
   #open() {
-    const socket = new WebSocket(this.url, this.#options.protocols);
+    const socket = new WebSocket(this.#connectionURL(), this.#options.protocols);
     this.#socket = socket;
     socket.onopen = () => this.#opened(socket);
     socket.onmessage = (event) => this.#received(socket, event);
     socket.onclose = (event) => this.#dropped(socket, event.code, event.reason);
     // Closing a socket that is still connecting fails it: its close event comes.
     this.#openTimer = setTimeout(() => socket.close(), this.#options.openTimeout);
+  }
+
+  /**
+   * The URL of the next connection: the client's, plus the positions to
+   * resume from. Appended, so the URL's own query stays byte for byte; the
+   * server reads the last `duplex-since`.
+   * @returns {string}
+   */
+  #connectionURL() {
+    if (!this.#options.recover || this.#positions.size === 0) return this.url;
+    const url = new URL(this.url);
+    const since = `${SINCE_PARAMETER}=${encodeURIComponent(JSON.stringify(this.positions))}`;
+    url.search = url.search ? `${url.search}&${since}` : `?${since}`;
+    return url.href;
   }
 
   /** @param {WebSocket} socket */
@@ -286,7 +350,46 @@ export class DuplexClient extends EventTarget {
       this.#emit("invalid", { data: event.data, error });
       return;
     }
+    if (event.data.startsWith(FRAME_START) && isFrame(value)) {
+      this.#frame(value);
+      return;
+    }
     this.#emit("message", value);
+  }
+
+  /**
+   * A frame of a room with history: note the position it carries, then hand
+   * on the message it wraps, if any.
+   * @param {Frame} frame
+   */
+  #frame(frame) {
+    const { room, epoch, offset } = frame;
+    if (frame.duplex === "joined") {
+      const missed = Number.isInteger(frame.missed) ? frame.missed : 0;
+      if (typeof epoch === "string" && Number.isInteger(offset)) {
+        // `offset` is the room's last message, and the `missed` ones before
+        // it are still to come: until they do, this client is where it was.
+        this.#positions.set(room, { epoch, offset: offset - missed });
+      } else {
+        this.#positions.delete(room); // The room keeps no history (any more).
+      }
+      this.#emit("joined", {
+        room,
+        recovered: frame.recovered === true,
+        reason: frame.reason ?? null,
+        missed,
+        epoch: epoch ?? null,
+        offset: offset ?? null,
+      });
+      return;
+    }
+    if (typeof epoch !== "string" || !Number.isInteger(offset)) return;
+    const known = this.#positions.get(room);
+    if (known !== undefined && known.epoch === epoch && offset <= known.offset) return; // Had it.
+    this.#positions.set(room, { epoch, offset });
+    if (frame.duplex === "message") {
+      this.#emit("message", "binary" in frame ? fromBase64(String(frame.binary)) : frame.data);
+    }
   }
 
   /**
@@ -358,6 +461,34 @@ export function connect(target, options) {
 }
 
 /**
+ * @typedef {{duplex: "message" | "joined" | "position", room: string, [field: string]: any}} Frame
+ */
+
+/**
+ * Whether a decoded text message is a frame of a room with history.
+ * @param {unknown} value
+ * @returns {value is Frame}
+ */
+function isFrame(value) {
+  if (typeof value !== "object" || value === null || Array.isArray(value)) return false;
+  const { duplex, room } = /** @type {Record<string, unknown>} */ (value);
+  const kinds = ["message", "joined", "position"];
+  return kinds.includes(/** @type {string} */ (duplex)) && typeof room === "string";
+}
+
+/**
+ * The bytes of a base64 string.
+ * @param {string} text
+ * @returns {Uint8Array}
+ */
+function fromBase64(text) {
+  const chars = atob(text);
+  const bytes = new Uint8Array(chars.length);
+  for (let i = 0; i < chars.length; i += 1) bytes[i] = chars.charCodeAt(i);
+  return bytes;
+}
+
+/**
  * @param {Options} options
  * @returns {Required<Options>}
  */
@@ -382,6 +513,9 @@ function checkOptions(options) {
   }
   if (typeof merged.isFinal !== "function") {
     throw new TypeError("flask-duplex: isFinal must be a function (code, reason) => boolean");
+  }
+  if (typeof merged.recover !== "boolean") {
+    throw new TypeError("flask-duplex: recover must be true or false");
   }
   return merged;
 }

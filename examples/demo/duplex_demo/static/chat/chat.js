@@ -2,8 +2,11 @@
 //
 // The socket is Flask-Duplex's browser client: it reconnects by itself, and on
 // every (re)connect sends what `hello` returns first. Once joined, that is the
-// join again, with the id of the last public message shown: the server answers
-// with what this page missed, and this page skips ids it already shows.
+// join again. The chat's rooms keep history on the server, and the client hands
+// its position in the room back on every reconnect: the join replays what this
+// page missed, in order, before the live messages. When it cannot (the page was
+// away too long, the server lost the history), the server sends the room's
+// recent messages instead, and the page shows those in place of its list.
 //
 // Everything people typed goes into the page with textContent, never as HTML.
 // Elements are found by id, and form fields by name; the data-testid attributes
@@ -36,16 +39,18 @@ const key = Array.from(crypto.getRandomValues(new Uint8Array(16)), (b) =>
 
 let joined = null; // {name, room} once the server said "joined"; kept across reconnects.
 let wanted = null; // {name, room} asked for, not answered yet.
-let lastId = null; // The highest public message id shown.
+let listed = false; // The list holds the room's messages up to now: a rejoin may resume.
+let arrived = null; // Public messages since a "joined" that a history follows: newer than it.
 const shown = new Set(); // Ids of the public messages shown, to show each once.
 
 const client = connect(root.dataset.socket, {
-  hello: () => joinRequest(joined ?? wanted),
+  hello: () => (joined ? joinRequest(joined, listed) : joinRequest(wanted)),
 });
 
-function joinRequest(who) {
+/** The join of `who`; `resume`: the page shows that room's messages up to the drop. */
+function joinRequest(who, resume = false) {
   if (who === null) return null;
-  return { type: "join", name: who.name, room: who.room, key, last_id: lastId };
+  return { type: "join", name: who.name, room: who.room, key, resume };
 }
 
 // -- the connection's state ---------------------------------------------------
@@ -64,7 +69,7 @@ const handlers = {
     root.dataset.worker = String(worker);
     byId("worker").textContent = String(worker);
   },
-  joined({ name, room }) {
+  joined({ name, room, resumed }) {
     wanted = null;
     joined = { name, room };
     localStorage.setItem("chat-name", name);
@@ -76,12 +81,21 @@ const handlers = {
     leaveButton.hidden = false;
     setNotice("");
     messageInput.focus();
+    arrived = resumed ? null : []; // Resumed: what it missed came before this, no history.
   },
   history({ room, messages: list }) {
-    if (room === joined?.room) list.forEach(showPublic);
+    // The room's recent messages, whole: they replace the list. What arrived
+    // since "joined" may be newer than the server's read of them: it stays.
+    if (room !== joined?.room) return;
+    const newer = arrived ?? [];
+    clearMessages();
+    [...list, ...newer].forEach(showPublic);
+    listed = true;
   },
   message(message) {
-    if (message.room === joined?.room) showPublic(message);
+    if (message.room !== joined?.room) return;
+    arrived?.push(message);
+    showPublic(message);
   },
   private: showPrivate,
   online({ room, users }) {
@@ -171,12 +185,17 @@ function setNotice(text) {
   notice.textContent = text;
 }
 
-function clearRoom() {
+function clearMessages() {
   messages.replaceChildren();
+  shown.clear();
+  arrived = null;
+}
+
+function clearRoom() {
+  clearMessages();
+  listed = false;
   online.replaceChildren();
   byId("count").textContent = "";
-  shown.clear();
-  lastId = null;
 }
 
 function leaveRoom() {
@@ -194,7 +213,6 @@ function leaveRoom() {
 function showPublic(message) {
   if (shown.has(message.id)) return;
   shown.add(message.id);
-  lastId = Math.max(lastId ?? 0, message.id);
   const item = messageItem(message);
   item.dataset.id = String(message.id);
   let after = messages.lastElementChild;

@@ -51,7 +51,7 @@ class Node:
             self.duplex.broadcast(message, to=to)
 
 
-def make_node(url: str, channel: str, name: str) -> Node:
+def make_node(url: Any, channel: str, name: str) -> Node:
     """An app with a plain room route and a room with history, ``feed``."""
     duplex = Duplex()
     duplex.keep_history("feed", size=100, ttl=60)

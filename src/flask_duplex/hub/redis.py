@@ -16,6 +16,21 @@ published after a handler runs reaches it. It pings Redis every second on
 its own connection and reconnects when the pong does not come: a Redis that
 stalled, or a network path that went away without a reset, is noticed.
 
+Sentinel and Cluster
+--------------------
+How the hub reaches Redis is a link (:mod:`~flask_duplex.hub.redis_topology`):
+one server, the master that Sentinel names, or a Redis Cluster. Through
+Sentinel nothing above changes; every new connection asks the sentinels
+where the master is, so after a failover the subscriber's next attempt
+reaches the new one. In a Cluster, messages go by sharded pub/sub (SPUBLISH,
+SSUBSCRIBE) on the same one channel, which lives on the shard that owns its
+hash slot: all messages of the app pass through that shard, and the order
+above holds as it does on one server. The subscriber holds a plain
+connection to that shard's master and, when it fails (or the shard ends the
+subscription because its slot moved), reads the slot map again and
+subscribes where the channel is now. Scripts touch the keys of one slot
+only (see the key names, below).
+
 Every call to Redis has a deadline, ``DUPLEX_REDIS_TIMEOUT`` (0.5 s by
 default, no retries): when Redis does not answer in time, ``broadcast``,
 ``send_to`` and ``members`` raise :class:`BackendUnavailable`. Each caller

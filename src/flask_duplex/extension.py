@@ -153,9 +153,10 @@ class Duplex:
         """
         Args:
             app: The app to serve now; or call :meth:`init_app` later.
-            message_queue: A ``redis://`` or ``rediss://`` URL (or a
-                ``redis.Redis`` client) shared by every process that serves or
-                publishes; overrides ``DUPLEX_MESSAGE_QUEUE``. A process with
+            message_queue: A ``redis://``, ``rediss://``, ``redis+sentinel://``
+                or ``redis+cluster://`` URL (or a ``redis.Redis`` or
+                ``redis.cluster.RedisCluster`` client) shared by every process
+                that serves or publishes; overrides ``DUPLEX_MESSAGE_QUEUE``. A process with
                 no app (a worker job) can still broadcast with it.
             channel: The Redis channel and key prefix; overrides
                 ``DUPLEX_CHANNEL``. A process with no app must give the
@@ -194,7 +195,10 @@ class Duplex:
         Calling it again for the same app does nothing.
 
         Raises:
-            ValueError: A ``DUPLEX_*`` config value is invalid; the message names it.
+            ValueError: A ``DUPLEX_*`` config value is invalid, or
+                ``DUPLEX_MESSAGE_QUEUE`` is a Redis URL of a form that cannot
+                work (:mod:`~flask_duplex.hub.redis_topology`); the message
+                names it.
             RuntimeError: Another ``Duplex`` already serves ``app``.
         """
         existing = app.extensions.get("duplex")

@@ -138,7 +138,9 @@ class AppSettings:
 
     Attributes:
         message_queue: ``None`` (in-process), a ``redis://`` or ``rediss://``
-            URL, or a ``redis.Redis`` client (``DUPLEX_MESSAGE_QUEUE``).
+            URL, a ``redis+sentinel://`` or ``redis+cluster://`` URL, or a
+            ``redis.Redis`` or ``redis.cluster.RedisCluster`` client
+            (``DUPLEX_MESSAGE_QUEUE``).
         channel: The Redis channel and key prefix (``DUPLEX_CHANNEL``); by
             default ``"flask-duplex:"`` and the app's import name, so that two
             apps on one Redis never mix.

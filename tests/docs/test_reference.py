@@ -20,6 +20,7 @@ import flask_duplex
 import flask_duplex.compat
 import flask_duplex.hub
 import flask_duplex.hub.redis
+import flask_duplex.hub.redis_topology
 import flask_duplex.testing
 from flask_duplex import Duplex
 
@@ -52,6 +53,7 @@ def _rendered() -> set[str]:
         flask_duplex.compat,
         flask_duplex.hub,
         flask_duplex.hub.redis,
+        flask_duplex.hub.redis_topology,
     ],
     ids=lambda module: module.__name__,
 )

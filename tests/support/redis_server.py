@@ -2,19 +2,39 @@
 
 from __future__ import annotations
 
+import random
 import shutil
 import signal
 import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
 import redis
 
 from tests.support.servers import free_port
+
+
+def free_cluster_port() -> int:
+    """A free port whose cluster bus port (10000 above it) is free too.
+
+    Both stay below the kernel's range of ephemeral ports (32768 and up), so
+    that no outgoing connection takes the bus port meanwhile.
+    """
+    rng = random.Random()
+    for _ in range(200):
+        port = rng.randrange(10000, 22000)
+        try:
+            with socket.socket() as first, socket.socket() as second:
+                first.bind(("127.0.0.1", port))
+                second.bind(("127.0.0.1", port + 10000))
+        except OSError:
+            continue
+        return port
+    raise RuntimeError("no free pair of ports for a cluster node")
 
 
 class RedisServer:
@@ -26,8 +46,10 @@ class RedisServer:
         workdir: str,
         password: str | None = None,
         tls: tuple[Path, Path, Path] | None = None,
+        args: Sequence[str] = (),
     ) -> None:
         self.port = port
+        self.args = list(args)  # More redis-server options.
         self.password = password
         self.tls = tls
         auth = f":{password}@" if password else ""
@@ -53,6 +75,7 @@ class RedisServer:
             args += ["--tls-auth-clients", "no"]
         if self.password:
             args += ["--requirepass", self.password]
+        args += self.args
         self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
@@ -83,10 +106,12 @@ class RedisServer:
 
 @contextmanager
 def redis_server(
-    password: str | None = None, tls: tuple[Path, Path, Path] | None = None
+    password: str | None = None,
+    tls: tuple[Path, Path, Path] | None = None,
+    args: Sequence[str] = (),
 ) -> Iterator[RedisServer]:
     with tempfile.TemporaryDirectory() as workdir:
-        server = RedisServer(free_port(), workdir, password=password, tls=tls)
+        server = RedisServer(free_port(), workdir, password=password, tls=tls, args=args)
         server.start()
         try:
             yield server

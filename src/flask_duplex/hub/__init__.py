@@ -25,29 +25,56 @@ def create_hub(
     """The hub for ``DUPLEX_MESSAGE_QUEUE``.
 
     Args:
-        message_queue: ``None`` (in-process), a ``redis://``, ``rediss://`` or
-            ``unix://`` URL, or a ``redis.Redis`` client (for Sentinel:
-            ``Sentinel(...).master_for(name)``).
+        message_queue: ``None`` (in-process); a ``redis://``, ``rediss://`` or
+            ``unix://`` URL (one server); a ``redis+sentinel://`` URL (a master
+            found through Sentinel) or a ``redis+cluster://`` URL (a Redis
+            Cluster), with ``rediss+`` for TLS (the forms:
+            :mod:`~flask_duplex.hub.redis_topology`); or a ``redis.Redis`` or
+            ``redis.cluster.RedisCluster`` client.
         channel: The Redis channel and key prefix.
         presence_ttl: Seconds a crashed process's members stay listed.
         timeout: Seconds any Redis call may take.
 
     Raises:
-        ValueError: ``message_queue`` is none of these.
+        ValueError: ``message_queue`` is none of these, or a URL that cannot
+            work (a plain URL that points at a node of a Redis Cluster, a
+            malformed Sentinel URL); the message names the form to use.
     """
     if message_queue is None:
         return MemoryHub()
-    if isinstance(message_queue, str) and message_queue.startswith(
-        ("redis://", "rediss://", "unix://")
-    ):
-        from .redis import RedisHub
+    if isinstance(message_queue, str):
+        scheme = message_queue.partition("://")[0].lower() if "://" in message_queue else ""
+        if scheme in _REDIS_SCHEMES:
+            from .redis import RedisHub
 
-        return RedisHub(message_queue, channel=channel, presence_ttl=presence_ttl, timeout=timeout)
+            return RedisHub(
+                message_queue, channel=channel, presence_ttl=presence_ttl, timeout=timeout
+            )
+        shown = f"{scheme}://..." if scheme else repr(message_queue)  # Never a password.
+        raise ValueError(
+            f"unsupported DUPLEX_MESSAGE_QUEUE {shown}: use None (in-process) or a URL: "
+            "redis://host:6379/0, rediss://:password@host:6380/0, unix:///path/redis.sock, "
+            "redis+sentinel://host1:26379,host2:26379/master-name[/db], "
+            "redis+cluster://host:6379 (rediss+sentinel://, rediss+cluster:// for TLS)"
+        )
     if type(message_queue).__module__.startswith("redis"):
         from .redis import RedisHub
 
         return RedisHub(message_queue, channel=channel, presence_ttl=presence_ttl, timeout=timeout)
     raise ValueError(
-        f"unsupported message_queue {message_queue!r}: use a redis:// or rediss:// URL, a "
-        "redis.Redis client, or None for in-process"
+        f"unsupported message_queue {type(message_queue).__name__}: use a Redis URL, a "
+        "redis.Redis or redis.cluster.RedisCluster client, or None for in-process"
     )
+
+
+# The URL schemes of flask_duplex.hub.redis_topology, kept here so that an app
+# without redis-py installed still gets the in-process hub.
+_REDIS_SCHEMES = (
+    "redis",
+    "rediss",
+    "unix",
+    "redis+sentinel",
+    "rediss+sentinel",
+    "redis+cluster",
+    "rediss+cluster",
+)

@@ -16,6 +16,21 @@ published after a handler runs reaches it. It pings Redis every second on
 its own connection and reconnects when the pong does not come: a Redis that
 stalled, or a network path that went away without a reset, is noticed.
 
+Sentinel and Cluster
+--------------------
+How the hub reaches Redis is a link (:mod:`~flask_duplex.hub.redis_topology`):
+one server, the master that Sentinel names, or a Redis Cluster. Through
+Sentinel nothing above changes; every new connection asks the sentinels
+where the master is, so after a failover the subscriber's next attempt
+reaches the new one. In a Cluster, messages go by sharded pub/sub (SPUBLISH,
+SSUBSCRIBE) on the same one channel, which lives on the shard that owns its
+hash slot: all messages of the app pass through that shard, and the order
+above holds as it does on one server. The subscriber holds a plain
+connection to that shard's master and, when it fails (or the shard ends the
+subscription because its slot moved), reads the slot map again and
+subscribes where the channel is now. Scripts touch the keys of one slot
+only (see the key names, below).
+
 Every call to Redis has a deadline, ``DUPLEX_REDIS_TIMEOUT`` (0.5 s by
 default, no retries): when Redis does not answer in time, ``broadcast``,
 ``send_to`` and ``members`` raise :class:`BackendUnavailable`. Each caller
@@ -52,24 +67,34 @@ from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any, cast
 
 import redis
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 
 from ..assembly import Message
 from ..errors import BackendUnavailable
 from .base import Hub
 from .history import META_TTL, HistoryPolicy, Position, Reason, Snapshot, new_epoch
+from .redis_topology import REDIS_ERRORS, connect
 
 if TYPE_CHECKING:
+    from redis.cluster import RedisCluster
+
     from .base import Member
 
 __all__ = ["RedisHub"]
 
 logger = logging.getLogger("flask_duplex")
 
-#: Connections one process's hub opens to Redis at most (its subscriber's included).
-MAX_CONNECTIONS = 256
 _MAX_BACKOFF = 1.0
+# What a pub/sub connection hears, classic or sharded (SSUBSCRIBE, in a Redis Cluster).
+_SUBSCRIBED = ("subscribe", "ssubscribe")
+_UNSUBSCRIBED = ("unsubscribe", "sunsubscribe")
+# What makes the subscriber start over (redis-py raises the last three on a
+# connection closed under it).
+_SUBSCRIBER_ERRORS: tuple[type[Exception], ...] = (
+    *REDIS_ERRORS,
+    OSError,
+    ValueError,
+    AttributeError,
+)
 _PING_EVERY = 1.0  # seconds between the subscriber's pings
 _PONG_GRACE = 3.0  # seconds without a pong before the subscriber reconnects
 
@@ -160,6 +185,9 @@ redis.call('PEXPIRE', KEYS[1], ARGV[6])
 redis.call('PUBLISH', ARGV[1], 'H' .. epoch .. ' ' .. top .. ' ' .. ARGV[8] .. '\\n' .. frame)
 return top
 """
+# In a Redis Cluster the same, by sharded pub/sub: the room's history keys share
+# the channel's hash slot (see RedisHub._history_keys), so one node runs it all.
+_APPEND_SHARDED = _APPEND.replace("redis.call('PUBLISH'", "redis.call('SPUBLISH'")
 
 # KEYS: meta, stream. ARGV: epoch asked ('' for none), offset asked, ttl ms,
 # new epoch, meta ttl ms. Returns epoch, top, reason ('' for none), then the
@@ -198,61 +226,50 @@ end
 """
 
 
-def redis_client(url: str | redis.Redis, timeout: float) -> redis.Redis:
-    """A client for ``url`` whose every call gives up after ``timeout`` seconds, without retries.
-
-    Its pool holds at most ``MAX_CONNECTIONS`` connections; a caller that
-    finds them all busy waits for one, up to ``timeout`` too (redis-py's
-    default pool refuses the 101st caller at once). A ready-made client (for
-    Redis Sentinel: ``Sentinel(...).master_for(name)``) is used as it is,
-    with its own timeouts and pool.
-    """
-    if isinstance(url, redis.Redis):
-        return url
-    pool = redis.BlockingConnectionPool.from_url(
-        url,
-        max_connections=MAX_CONNECTIONS,
-        timeout=timeout,
-        socket_timeout=timeout,
-        socket_connect_timeout=timeout,
-        retry=Retry(NoBackoff(), 0),
-    )
-    return redis.Redis(connection_pool=pool)
-
-
 class RedisHub(Hub):
     """A hub whose broadcasts and presence are shared through Redis (see the module)."""
 
     def __init__(
         self,
-        url: str | redis.Redis,
+        url: str | redis.Redis | RedisCluster,
         *,
         channel: str,
         presence_ttl: float,
         timeout: float = 0.5,
     ) -> None:
+        """
+        Args:
+            url: A URL of one of the forms of :mod:`~flask_duplex.hub.redis_topology`,
+                or a ``redis.Redis`` or ``redis.cluster.RedisCluster`` client.
+            channel: The pub/sub channel and key prefix (``DUPLEX_CHANNEL``).
+            presence_ttl: Seconds a crashed process's members stay listed.
+            timeout: Seconds any Redis call may take.
+
+        Raises:
+            ValueError: The URL's form is not supported, a plain URL points at
+                a node of a Redis Cluster, or (in a cluster) the channel holds
+                ``{`` or ``}``, which would split its keys' hash tags.
+        """
         super().__init__()
-        self._redis = redis_client(url, timeout)
-        self._owns_pool = not isinstance(url, redis.Redis)  # A client passed in is the app's.
-        self._where = url if isinstance(url, str) else repr(url)
+        self._link = connect(url, timeout)
+        self._clustered = self._link.sharded
+        if self._clustered and ("{" in channel or "}" in channel):
+            raise ValueError(
+                f"DUPLEX_CHANNEL {channel!r} holds a brace: in a Redis Cluster the hub "
+                "wraps the channel in a hash tag itself; choose a channel without { or }"
+            )
+        self._where = self._link.where
         self._channel = channel
         self._ttl_ms = max(1, round(presence_ttl * 1000))
         self._refresh_every = presence_ttl / 3
         self._timeout = timeout
-        self._join_script = self._redis.register_script(_JOIN)
-        self._leave_script = self._redis.register_script(_LEAVE)
-        self._refresh_script = self._redis.register_script(_REFRESH)
-        self._members_script = self._redis.register_script(_MEMBERS)
-        self._presence_script = self._redis.register_script(_PRESENCE)
+        self._scripts: dict[str, Any] = {}  # Script objects, by their source.
+        self._append = _APPEND_SHARDED if self._clustered else _APPEND
         self._start_lock = threading.Lock()
         self._threads: list[threading.Thread] = []
         self._subscribed = threading.Event()
         self._stop = threading.Event()
         self._pubsub: Any = None  # The subscriber's, for close() to interrupt.
-        self._renew_script = self._redis.register_script(_RENEW)
-        self._release_script = self._redis.register_script(_RELEASE)
-        self._append_script = self._redis.register_script(_APPEND)
-        self._read_script = self._redis.register_script(_READ)
 
     # -- connections and rooms ----------------------------------------------
 
@@ -264,7 +281,7 @@ class RedisHub(Hub):
         if not super().join(member, room, info):
             return False
         self._presence(
-            self._join_script,
+            _JOIN,
             [self._key(room), self._tombstone(room, member.id), self._info_key(room)],
             [self._ttl_ms, member.id, info],
         )
@@ -284,7 +301,7 @@ class RedisHub(Hub):
     def _forget(self, member_id: str, rooms: Iterable[str]) -> None:
         for room in rooms:
             self._presence(
-                self._leave_script,
+                _LEAVE,
                 [self._key(room), self._tombstone(room, member_id), self._info_key(room)],
                 [self._ttl_ms, member_id],
             )
@@ -314,8 +331,8 @@ class RedisHub(Hub):
             json.dumps([room, sorted(exclude)]),
         ]
         try:
-            self._append_script(keys=self._history_keys(room), args=args)
-        except redis.RedisError as exc:
+            self._run(self._append, self._history_keys(room), args)
+        except REDIS_ERRORS as exc:
             raise self._unavailable(exc) from exc
 
     def read_history(self, room: str, since: Position | None, policy: HistoryPolicy) -> Snapshot:
@@ -327,8 +344,8 @@ class RedisHub(Hub):
             _ms(META_TTL),
         ]
         try:
-            found = self._read_script(keys=self._history_keys(room), args=args)
-        except redis.RedisError as exc:
+            found = self._run(_READ, self._history_keys(room), args)
+        except REDIS_ERRORS as exc:
             raise self._unavailable(exc) from exc
         epoch, top, reason, *frames = (
             item.decode() if isinstance(item, bytes) else item for item in found
@@ -353,33 +370,34 @@ class RedisHub(Hub):
 
     def acquire_lease(self, name: str, token: str, ttl: float) -> bool:
         try:
-            return bool(self._redis.set(self._lease(name), token, nx=True, px=_ms(ttl)))
-        except redis.RedisError as exc:
+            client = self._link.client()
+            return bool(client.set(self._lease(name), token, nx=True, px=_ms(ttl)))
+        except REDIS_ERRORS as exc:
             raise self._unavailable(exc) from exc
 
     def renew_lease(self, name: str, token: str, ttl: float) -> bool:
         try:
-            return bool(self._renew_script(keys=[self._lease(name)], args=[token, _ms(ttl)]))
-        except redis.RedisError as exc:
+            return bool(self._run(_RENEW, [self._lease(name)], [token, _ms(ttl)]))
+        except REDIS_ERRORS as exc:
             raise self._unavailable(exc) from exc
 
     def release_lease(self, name: str, token: str) -> None:
         try:
-            self._release_script(keys=[self._lease(name)], args=[token])
-        except redis.RedisError as exc:
+            self._run(_RELEASE, [self._lease(name)], [token])
+        except REDIS_ERRORS as exc:
             raise self._unavailable(exc) from exc
 
     def members(self, room: str) -> set[str]:
         try:
-            ids = self._members_script(keys=[self._key(room)])
-        except redis.RedisError as exc:
+            ids = self._run(_MEMBERS, [self._key(room)], [])
+        except REDIS_ERRORS as exc:
             raise self._unavailable(exc) from exc
         return {m.decode() if isinstance(m, bytes) else str(m) for m in cast("list[Any]", ids)}
 
     def presence(self, room: str) -> dict[str, str]:
         try:
-            found = self._presence_script(keys=[self._key(room), self._info_key(room)])
-        except redis.RedisError as exc:
+            found = self._run(_PRESENCE, [self._key(room), self._info_key(room)], [])
+        except REDIS_ERRORS as exc:
             raise self._unavailable(exc) from exc
         items = [item.decode() if isinstance(item, bytes) else str(item) for item in found]
         return dict(zip(items[::2], items[1::2], strict=True))
@@ -398,9 +416,7 @@ class RedisHub(Hub):
                 thread.join(timeout=5)
         self._threads = [thread for thread in self._threads if thread.is_alive()]
         try:
-            self._redis.close()
-            if self._owns_pool:
-                self._redis.connection_pool.disconnect()
+            self._link.close()
         except Exception:
             pass
 
@@ -427,19 +443,33 @@ class RedisHub(Hub):
                     self._threads.append(thread)
         self._subscribed.wait(self._timeout)
 
+    # Key names. In a Redis Cluster each script's keys must share one hash
+    # slot: a room's presence keys all start with the hash tag {channel:room}
+    # (so rooms spread over the nodes), and its history keys with {channel},
+    # the tag of the sharded channel itself, because the append script
+    # publishes on that channel. The tag is a prefix the room's keys share,
+    # so a brace inside a room's name cannot split them.
+
     def _key(self, room: str) -> str:
+        if self._clustered:
+            return f"{{{self._channel}:{room}}}:room"
         return f"{self._channel}:room:{room}"
 
     def _lease(self, name: str) -> str:
         return f"{self._channel}:lease:{name}"
 
     def _info_key(self, room: str) -> str:
+        if self._clustered:
+            return f"{{{self._channel}:{room}}}:info"
         return f"{self._channel}:info:{room}"
 
     def _history_keys(self, room: str) -> list[str]:
-        return [f"{self._channel}:history-meta:{room}", f"{self._channel}:history:{room}"]
+        tag = f"{{{self._channel}}}" if self._clustered else self._channel
+        return [f"{tag}:history-meta:{room}", f"{tag}:history:{room}"]
 
     def _tombstone(self, room: str, member_id: str) -> str:
+        if self._clustered:
+            return f"{{{self._channel}:{room}}}:left:{member_id}"
         return f"{self._channel}:left:{room}:{member_id}"
 
     def _unavailable(self, exc: Exception) -> BackendUnavailable:
@@ -453,14 +483,22 @@ class RedisHub(Hub):
         if self._stop.is_set():
             raise BackendUnavailable("this Redis hub was closed")
         try:
-            self._redis.publish(self._channel, json.dumps(envelope))
-        except redis.RedisError as exc:
+            self._link.publish(self._channel, json.dumps(envelope))
+        except REDIS_ERRORS as exc:
             raise self._unavailable(exc) from exc
 
-    def _presence(self, script: Any, keys: list[str], args: list[Any]) -> Any:
+    def _run(self, source: str, keys: list[str], args: list[Any]) -> Any:
+        """Run a Lua script (EVALSHA, loading it where the node does not have it yet)."""
+        client = self._link.client()
+        script = self._scripts.get(source)
+        if script is None:
+            script = self._scripts.setdefault(source, client.register_script(source))
+        return script(keys=keys, args=args, client=client)
+
+    def _presence(self, source: str, keys: list[str], args: list[Any]) -> Any:
         try:
-            return script(keys=keys, args=args)
-        except redis.RedisError as exc:
+            return self._run(source, keys, args)
+        except REDIS_ERRORS as exc:
             # The refresh writes this process's members again within ttl/3.
             logger.warning("flask-duplex: presence update failed, will retry: %s", exc)
             return None
@@ -469,10 +507,12 @@ class RedisHub(Hub):
         backoff = 0.1
         failed = False
         while not self._stop.is_set():
-            pubsub = self._redis.pubsub()
-            self._pubsub = pubsub
+            pubsub: Any = None
             try:
-                pubsub.subscribe(self._channel)
+                pubsub = self._link.subscriber(self._channel, reconnecting=failed)
+                self._pubsub = pubsub
+                if self._stop.is_set():
+                    break  # close() ran before the pubsub above was visible to it.
                 self._wait_subscribed(pubsub)
                 if failed:
                     logger.warning("flask-duplex: Redis subscriber reconnected to %s", self._where)
@@ -484,7 +524,7 @@ class RedisHub(Hub):
                 backoff = 0.1
                 self._subscribed.set()
                 self._receive(pubsub)
-            except (redis.RedisError, OSError, ValueError, AttributeError) as exc:
+            except _SUBSCRIBER_ERRORS as exc:
                 self._subscribed.clear()
                 if self._stop.is_set():
                     break
@@ -499,7 +539,8 @@ class RedisHub(Hub):
                 backoff = min(backoff * 2, _MAX_BACKOFF)
             finally:
                 try:
-                    pubsub.close()
+                    if pubsub is not None:
+                        pubsub.close()
                 except Exception:
                     pass
         self._subscribed.clear()
@@ -516,7 +557,7 @@ class RedisHub(Hub):
         deadline = time.monotonic() + max(self._timeout, 1.0)
         while time.monotonic() < deadline:
             message = pubsub.get_message(timeout=deadline - time.monotonic())
-            if message is not None and message["type"] == "subscribe":
+            if message is not None and message["type"] in _SUBSCRIBED:
                 return
         raise redis.TimeoutError("no answer to SUBSCRIBE")
 
@@ -536,14 +577,18 @@ class RedisHub(Hub):
             kind = message["type"]
             if kind == "pong":
                 last_pong = time.monotonic()
-            elif kind == "subscribe":
+            elif kind in _SUBSCRIBED:
                 # redis-py reconnected on its own and subscribed again: what
                 # was published in between never reached this process.
                 logger.warning("flask-duplex: Redis subscriber reconnected to %s", self._where)
                 last_pong = time.monotonic()
                 self.refresh_presence()
                 self._catch_up()
-            elif kind == "message":
+            elif kind in _UNSUBSCRIBED:
+                # In a cluster, the channel's slot moved to another node (a
+                # failover, a resharding): subscribe again where it is now.
+                raise redis.ConnectionError(f"Redis ended the subscription ({kind})")
+            elif kind in ("message", "smessage"):
                 try:
                     self._dispatch(message["data"])
                 except Exception:
@@ -585,13 +630,12 @@ class RedisHub(Hub):
                     room: {m.id: self._info.get((room, m.id), "{}") for m in members}
                     for room, members in self._rooms.items()
                 }
-        prefix = f"{self._channel}:left:"
         for room, members in snapshot.items():
             pairs = [item for member_id, info in members.items() for item in (member_id, info)]
             expired = self._presence(
-                self._refresh_script,
+                _REFRESH,
                 [self._key(room), self._info_key(room)],
-                [self._ttl_ms, f"{prefix}{room}:", *pairs],
+                [self._ttl_ms, self._tombstone(room, ""), *pairs],
             )
             if expired:
                 ids = sorted(i.decode() if isinstance(i, bytes) else str(i) for i in expired)

@@ -121,12 +121,15 @@ def uwsgi_args(mode: str, port: int) -> list[str]:
 
     ``--http`` starts uWSGI's HTTP router in front of the worker, which
     ``--http-websockets`` tells to pass upgrades through; ``--die-on-term``
-    makes SIGTERM stop uWSGI rather than reload it; ``--lazy-apps`` loads the
+    makes SIGTERM stop uWSGI rather than reload it, and the ``unix_signal``
+    hook makes that stop graceful (the workers finish, and their connections
+    get 1001, before the router goes); ``--lazy-apps`` loads the
     app in each worker, not once before the fork (so that each process has its
     own Redis connections and connection ids). ``port`` is None behind nginx:
     then uWSGI listens on ``--socket`` (the uwsgi protocol), given by the caller.
     """
     args = [str(Path(sys.prefix) / "bin" / "uwsgi"), "--master", "--die-on-term", "--lazy-apps"]
+    args += ["--hook-master-start", "unix_signal:15 gracefully_kill_them_all"]
     args += ["--http", f"127.0.0.1:{port}", "--http-websockets"]
     args += ["--module", APP, "--pythonpath", ".", "--virtualenv", sys.prefix]
     args += ["--processes", os.environ.get("DUPLEX_TEST_UWSGI_PROCESSES", "1")]

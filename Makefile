@@ -45,7 +45,7 @@ $(STAMP): pyproject.toml uv.lock tools/gunicorn-eventlet.txt $(UV)
 	touch $(STAMP) $(DEMO_STAMP) $(CLUSTER_STAMP)
 
 # uWSGI builds from source. Where the build fails, everything else stays
-# installed, and the uWSGI tests skip, naming the log that says why.
+# installed, and the uWSGI tests (and benchmark rows) skip, naming the log that says why.
 VENV_DIR ?= $(VENV)
 uwsgi: $(UV)
 	@UV_PROJECT_ENVIRONMENT=$(VENV_DIR) $(SYNC) --quiet --inexact --group uwsgi \
@@ -114,8 +114,10 @@ chromium:
 		|| { echo "error: the browser tests need $(CHROMIUM) and could not install it;" \
 			"as root, run: apt-get install chromium fonts-dejavu-core" >&2; exit 1; }; }
 
+# uWSGI too, for its rows; where it does not build, those rows are skipped.
 $(BENCH_STAMP): pyproject.toml uv.lock $(UV)
 	UV_PROJECT_ENVIRONMENT=$(BENCH_VENV) $(SYNC) --quiet --all-extras --group test --group bench
+	$(MAKE) --no-print-directory uwsgi VENV_DIR=$(BENCH_VENV)
 	touch $(BENCH_STAMP)
 
 bench-env: $(BENCH_STAMP)

@@ -72,6 +72,13 @@ def main() -> None:
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     raise_open_files_limit()
     contenders = [c for c in CONTENDERS if not arguments.only or c.key in arguments.only]
+    # A contender whose server is not installed here (uWSGI, where it did not build) is skipped.
+    skipped = {c.key: reason for c in contenders if (reason := c.missing(sys.executable))}
+    for contender in contenders:
+        if contender.key in skipped:
+            line = f"SKIP {contender.key:<22} {contender.label:<32} {skipped[contender.key]}"
+            print(line, flush=True)
+    contenders = [c for c in contenders if c.key not in skipped]
     scenarios = [s for s in SCENARIOS if not arguments.scenario or s.key in arguments.scenario]
     # The smoke check keeps its logs apart, so it does not erase those of the last full run.
     logs = arguments.results / ("smoke-logs" if arguments.smoke else "logs")
@@ -83,7 +90,7 @@ def main() -> None:
         document = json.loads((arguments.results / "latest.json").read_text())
         publish(arguments, document)
         return
-    run(arguments, runner, contenders, scenarios)
+    run(arguments, runner, contenders, scenarios, skipped)
 
 
 def run_smoke(runner: Runner, contenders: list[Contender]) -> bool:
@@ -109,10 +116,16 @@ def run(
     runner: Runner,
     contenders: list[Contender],
     scenarios: list[Scenario],
+    skipped: dict[str, str],
 ) -> None:
     started = time.perf_counter()
     timing = Timing(arguments.duration, arguments.warmup)
     document = new_document(contenders, scenarios, timing, runner.pin)
+    document["skipped"] = [
+        {"key": c.key, "label": c.label, "reason": skipped[c.key]}
+        for c in CONTENDERS
+        if c.key in skipped
+    ]
     results_file = arguments.results / "latest.json"
     _progress(
         f"{len(contenders)} contender(s), {len(scenarios)} scenario(s) each, "

@@ -18,6 +18,7 @@ __all__ = [
 import dataclasses
 import functools
 from importlib import metadata
+from pathlib import Path
 
 FLASK_DUPLEX = "Flask-Duplex"
 FLASK_SOCK = "flask-sock"
@@ -27,6 +28,23 @@ FLASK_SOCK = "flask-sock"
 _GUNICORN_WORKER_OPTIONS = {
     "gthread": ("--threads", "256"),
     "gevent": ("--worker-connections", "16384"),
+}
+# uWSGI as docs/deployment.md's ini runs it: the HTTP router passing upgrades through with
+# 64 KiB buffers, the app loaded in the worker, SIGTERM a graceful stop. One worker, with as many
+# threads as gunicorn's gthread row, or the ini's gevent cores (the scenarios hold at most 1,001
+# connections at once).
+_UWSGI_OPTIONS = (
+    "--master",
+    "--lazy-apps",
+    "--die-on-term",
+    "--hook-master-start",
+    "unix_signal:15 gracefully_kill_them_all",
+    "--processes",
+    "1",
+)
+_UWSGI_WORKER_OPTIONS = {
+    "threads": ("--enable-threads", "--threads", "256"),
+    "gevent": ("--gevent", "2000", "--gevent-early-monkey-patch"),
 }
 
 
@@ -40,6 +58,7 @@ class Contender:
         server: The server it runs on.
         module: The module in ``bench.servers`` that holds its echo app or server.
         gunicorn_worker: gunicorn's worker class, or None for a server started by the module.
+        uwsgi_mode: ``threads`` or ``gevent`` for uWSGI, or None.
         plain_http: It is a Flask app that also answers ``GET /plain``: the plain request that
             its connection cycle is compared with.
         deflate: It negotiates permessage-deflate when the client offers it.
@@ -50,6 +69,7 @@ class Contender:
     server: str
     module: str
     gunicorn_worker: str | None = None
+    uwsgi_mode: str | None = None
     plain_http: bool = False
     deflate: bool = True
 
@@ -57,8 +77,30 @@ class Contender:
     def label(self) -> str:
         return f"{self.library} / {self.server}"
 
+    def missing(self, python: str) -> str | None:
+        """Why this contender cannot run with ``python``'s environment, or None if it can."""
+        if self.uwsgi_mode is None or _uwsgi(python).exists():
+            return None
+        venv = Path(python).parent.parent.name
+        if (Path(python).parent.parent / "uwsgi-build.log").exists():
+            return f"uWSGI did not build here (see {venv}/uwsgi-build.log)"
+        return f"uWSGI is not installed in {venv} (make bench-env installs it)"
+
     def command(self, python: str, port: int | str) -> list[str]:
         """The command line that serves the echo route on 127.0.0.1:``port``."""
+        if self.uwsgi_mode is not None:
+            return [
+                str(_uwsgi(python)),
+                *_UWSGI_OPTIONS,
+                *_UWSGI_WORKER_OPTIONS[self.uwsgi_mode],
+                "--http",
+                f"127.0.0.1:{port}",
+                "--http-websockets",
+                "--http-buffer-size",
+                "65536",
+                "--module",
+                f"bench.servers.{self.module}:app",
+            ]
         if self.gunicorn_worker is None:
             return [python, "-m", f"bench.servers.{self.module}", str(port)]
         return [
@@ -78,6 +120,11 @@ class Contender:
             *_no_control_socket(),
             f"bench.servers.{self.module}:app",
         ]
+
+
+def _uwsgi(python: str) -> Path:
+    """The uwsgi program installed beside ``python``."""
+    return Path(python).with_name("uwsgi")
 
 
 @functools.cache
@@ -113,6 +160,17 @@ def _flask_app_on_three_servers(library: str, slug: str, module: str) -> list[Co
 
 CONTENDERS: tuple[Contender, ...] = (
     *_flask_app_on_three_servers(FLASK_DUPLEX, "flask-duplex", "flask_duplex_app"),
+    *(
+        Contender(
+            f"flask-duplex-uwsgi-{mode}",
+            FLASK_DUPLEX,
+            f"uWSGI {mode}",
+            "flask_duplex_app",
+            uwsgi_mode=mode,
+            plain_http=True,
+        )
+        for mode in _UWSGI_WORKER_OPTIONS
+    ),
     *_flask_app_on_three_servers(FLASK_SOCK, "flask-sock", "flask_sock_app"),
     Contender("websockets-asyncio", "websockets", "asyncio", "websockets_asyncio"),
     Contender("websockets-threading", "websockets", "threading", "websockets_threading"),

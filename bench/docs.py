@@ -10,6 +10,7 @@ from __future__ import annotations
 
 __all__ = ["write_benchmarks_page", "write_section"]
 
+import shlex
 import shutil
 from pathlib import Path
 
@@ -59,8 +60,15 @@ def _page(document: Document, tables: str, image: str, kept: str) -> str:
         )
     versions = ", ".join(f"{name} {version}" for name, version in document["versions"].items())
     contenders = "\n".join(
-        f"| {c.label} | `{' '.join(c.command('python', 'PORT'))}` |" for c in CONTENDERS
+        f"| {c.label} | `{shlex.join(c.command('python', 'PORT'))}` |" for c in CONTENDERS
     )
+    run = {c["key"] for c in document["contenders"]}
+    absent = [c.label for c in CONTENDERS if c.key not in run]
+    if absent:
+        contenders += (
+            "\n\nNot in the run below (added since, or not installed where it ran: see the notes "
+            "under the results): " + ", ".join(absent) + "."
+        )
     # The tables' own headings are level 3, under "Results".
     return f"""# Benchmarks
 
@@ -78,11 +86,14 @@ make bench-smoke  # each contender starts, runs every scenario at its smallest, 
 .venv-bench/bin/python -m bench --only flask-duplex-werkzeug --only flask-sock-werkzeug \\
     --scenario cycle-x10 --scenario get-x10 --scenario open-x1
 .venv-bench/bin/python -m bench --only flask-duplex-gevent --scenario idle-10000
+.venv-bench/bin/python -m bench --only flask-duplex-uwsgi-threads \\
+    --only flask-duplex-uwsgi-gevent --scenario echo-65536-x1 --scenario cycle-x10
 ```
 
 The peers are installed only in `.venv-bench` (created by `make bench`), never as dependencies of
-the package. `python -m bench --help` lists the options, and the names of the contenders and
-scenarios; `--report-only` rebuilds the tables from the last saved figures.
+the package; so is uWSGI, whose rows are skipped, saying why, where it does not build.
+`python -m bench --help` lists the options, and the names of the contenders and scenarios;
+`--report-only` rebuilds the tables from the last saved figures.
 
 ## What was measured
 
@@ -94,9 +105,10 @@ raise their limit on open files to the hard limit (the launcher sets it in the s
 
 **Server CPU per operation** is the figure to read for what a connection or a message costs: the
 user plus system CPU time of the server's whole process tree (gunicorn's master and worker,
-Werkzeug's threads, those that ended included), read from `/proc/PID/stat` at the start and the
-end of the timed window, divided by the operations completed in the window. It measures the work
-the server did, so it moves far less than a rate when other programs share the machine.
+uWSGI's master, worker and HTTP router, Werkzeug's threads, those that ended included), read from
+`/proc/PID/stat` at the start and the end of the timed window, divided by the operations completed
+in the window. It measures the work the server did, so it moves far less than a rate when other
+programs share the machine.
 
 - **Echo**: 32 B and 64 KiB binary messages over 1, 10 and 100 connections; each connection sends
   a message, waits for its echo, and sends the next. Messages/s are echoes completed per second
@@ -128,11 +140,12 @@ the server did, so it moves far less than a rate when other programs share the m
   holds them without a thread each; the asyncio servers cost the same per connection at 1,000):
   opened 100 at a time on a freshly started server; the server's OS threads (`/proc/PID/task`) and
   resident memory (`VmRSS`) before and with them open give the cost per connection (for gunicorn,
-  the worker process). With all of them open, a new client opens one more connection and times 100
-  echoes of 32 B, one at a time. Opening stops at the first batch in which a connection fails, and
-  the figures cover those that opened: gunicorn's gthread worker holds at most `--threads` (here
-  256) connections and leaves the others waiting for a thread, and a machine may run out of ports or
-  file descriptors; the error says how many opened.
+  the worker process; for uWSGI, the worker and its HTTP router). With all of them open, a new
+  client opens one more connection and times 100 echoes of 32 B, one at a time. Opening stops at
+  the first batch in which a connection fails, and the figures cover those that opened: gunicorn's
+  gthread worker and uWSGI's threads hold at most `--threads` (here 256) connections and leave the
+  others waiting for a thread, and a machine may run out of ports or file descriptors; the error
+  says how many opened.
 
 ## What bounds each row here
 

@@ -30,6 +30,7 @@ PACKAGES = (
     "picows",
     "gunicorn",
     "gevent",
+    "uwsgi",
 )
 
 

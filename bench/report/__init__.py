@@ -66,13 +66,13 @@ def _errors(document: Document) -> list[str]:
 
 
 def _notes(document: Document) -> list[str]:
-    """What went otherwise than asked, without stopping the scenario."""
+    """What went otherwise than asked, without stopping the scenario; who was not run."""
     return [
         f"- {label}: {figures['unclean_closes']:,} of {figures.get('cycles_run', 0):,} cycles "
         "(warm-up included) ended without the server's close frame"
         for label, figures in _all_figures(document)
         if figures.get("unclean_closes")
-    ]
+    ] + [f"- {each['label']}: not run: {each['reason']}" for each in document.get("skipped", [])]
 
 
 def _all_figures(document: Document) -> list[tuple[str, dict[str, Any]]]:

@@ -21,6 +21,10 @@ How the request to stop is noticed
 * **Interpreter exit.** Whatever stopped the server, the process's exit
   starts the closing too, and waits: ``threading``'s exit hook runs before
   the interpreter joins or abandons the server's threads.
+* **uWSGI** replaces these handlers in each worker with its own, in C, and
+  runs no Python at exit in a worker that is serving a request; its adapter
+  (``servers/uwsgi.py``) notices the stop signals its own way and calls
+  :func:`drain` before uWSGI goes on.
 
 A signal handler runs between two bytecodes of the main thread, which may
 hold one of the engine's locks at that moment (under gevent, every greenlet
@@ -50,7 +54,7 @@ from typing import Any, Protocol
 from . import green
 from .reactor import current_reactor
 
-__all__ = ["GOING_AWAY_REASON", "Drainable", "begin", "watch"]
+__all__ = ["GOING_AWAY_REASON", "Drainable", "begin", "drain", "watch"]
 
 GOING_AWAY_REASON = "server shutting down"
 
@@ -92,11 +96,11 @@ def watch(connections: Drainable) -> None:
     register = getattr(threading, "_register_atexit", None)
     try:
         if register is not None:
-            register(_at_exit)
+            register(drain)
         else:
-            atexit.register(_at_exit)
+            atexit.register(drain)
     except RuntimeError:
-        atexit.register(_at_exit)  # Interpreter already shutting down threads.
+        atexit.register(drain)  # Interpreter already shutting down threads.
     for signum in _SIGNALS:
         _chain(signum)
 
@@ -123,7 +127,11 @@ def _close_everything() -> None:
         connections.close_all(1001, GOING_AWAY_REASON)
 
 
-def _at_exit() -> None:
+def drain() -> None:
+    """Close every watched connection with 1001 and wait for the handlers; at exit.
+
+    Waits at most the apps' ``shutdown_timeout``, then stops their background work.
+    """
     begin()
     watched = list(_watched)
     if not watched:

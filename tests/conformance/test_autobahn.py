@@ -41,10 +41,12 @@ PARTS = {
     "12-large-even": {"include": _large("12.2.", "12.4.")},
     "13-large": {"include": _large("13.")},
 }
-# Behind uWSGI's own HTTP router the small part takes four times as long as
-# behind nginx (117 s against 28 s on a loaded machine), with the same worker and
-# engine: make test runs the uWSGI worker behind nginx, and the router rows (379
-# of 379 cases pass) only with DUPLEX_SLOW_TESTS=1.
+# Behind uWSGI's own HTTP router the small part took four times as long as
+# behind nginx (117 s against 28 s on a loaded machine) while the router relayed
+# 4 KiB at a time; with --http-buffer-size 65536 (docs/deployment.md) it takes
+# 30 s against nginx's 34 s. The worker and engine are the same: make test runs
+# the uWSGI worker behind nginx, and the router rows (379 of 379 cases pass)
+# only with DUPLEX_SLOW_TESTS=1.
 SLOW = {"uwsgi-threads", "uwsgi-gevent"}
 RUNS = [
     pytest.param(

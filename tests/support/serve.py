@@ -121,14 +121,18 @@ def uwsgi_args(mode: str, port: int) -> list[str]:
     """uWSGI's command line for ``mode`` (``threads``, ``gevent``), as its users would write it.
 
     ``--http`` starts uWSGI's HTTP router in front of the worker, which
-    ``--http-websockets`` tells to pass upgrades through; ``--die-on-term``
-    makes SIGTERM stop uWSGI rather than reload it; ``--lazy-apps`` loads the
+    ``--http-websockets`` tells to pass upgrades through, and
+    ``--http-buffer-size`` to relay up to 64 KiB at a time; ``--die-on-term``
+    makes SIGTERM stop uWSGI rather than reload it, and the ``unix_signal``
+    hook makes that stop graceful (the workers finish, and their connections
+    get 1001, before the router goes); ``--lazy-apps`` loads the
     app in each worker, not once before the fork (so that each process has its
     own Redis connections and connection ids). ``port`` is None behind nginx:
     then uWSGI listens on ``--socket`` (the uwsgi protocol), given by the caller.
     """
     args = [str(Path(sys.prefix) / "bin" / "uwsgi"), "--master", "--die-on-term", "--lazy-apps"]
-    args += ["--http", f"127.0.0.1:{port}", "--http-websockets"]
+    args += ["--hook-master-start", "unix_signal:15 gracefully_kill_them_all"]
+    args += ["--http", f"127.0.0.1:{port}", "--http-websockets", "--http-buffer-size", "65536"]
     args += ["--module", APP, "--pythonpath", ".", "--virtualenv", sys.prefix]
     args += ["--processes", os.environ.get("DUPLEX_TEST_UWSGI_PROCESSES", "1")]
     if mode == "threads":
@@ -184,7 +188,7 @@ def run_uwsgi(mode: str, port: int) -> None:
         upstream = probe.getsockname()[1]
     args = uwsgi_args("threads", port)
     at = args.index("--http")
-    args[at : at + 3] = ["--socket", f"127.0.0.1:{upstream}"]
+    args[at : at + 5] = ["--socket", f"127.0.0.1:{upstream}"]
     uwsgi = subprocess.Popen(args)
     while uwsgi.poll() is None:
         try:

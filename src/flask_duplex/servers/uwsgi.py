@@ -21,19 +21,46 @@ blocking flag: the socket goes back in the mode uWSGI left it in.
 uWSGI reads the request from its front in one read, which may take bytes past
 it; those stay in uWSGI's buffer, out of the engine's reach. A client sends
 nothing before the 101 comes (RFC 6455, section 4.1), so nothing is lost.
+
+Stopping
+--------
+uWSGI's master stops a worker with a signal: SIGHUP to finish its requests
+and exit (a graceful stop, or a reload), SIGINT or SIGTERM to exit at once.
+The worker handles them in C, with handlers set after the app is loaded (so
+``shutdown.py``'s are replaced), and runs no Python at exit while it serves a
+request, which it does for as long as a WebSocket is open.
+
+So at its first WebSocket, a worker puts a handler of the standard library's
+``faulthandler`` in front of uWSGI's for these three signals. It runs in C, on
+whichever thread gets the signal, and writes to a socket (one per signal; what
+it writes, a traceback, is only a wake-up). A thread of ours (a greenlet under
+gevent) waits on those sockets; when one wakes it, it closes every connection
+with 1001 and waits for the handlers (``shutdown.drain``), puts uWSGI's
+handlers back (``faulthandler.unregister`` restores the one it replaced), and
+sends the signal again: uWSGI then stops the worker as it would have. A Python
+signal handler would not do: Python runs it on the main thread only, which in
+a threaded worker waits in uWSGI's C loop between requests.
+
+Behind uWSGI's own router, only a graceful stop can deliver the 1001s: on
+SIGINT (and on SIGTERM with ``die-on-term`` alone), the master kills the
+router at once, and with it the connections to the clients.
 """
 
 from __future__ import annotations
 
+import faulthandler
 import fcntl
 import os
+import select
+import signal
 import socket
+import threading
 from collections.abc import Mapping
 from typing import Any
 
 from flask import Response
 
-from .. import green
+from .. import green, shutdown
 from ..errors import UnsupportedServer
 from .base import Handover, ServerAdapter
 
@@ -65,6 +92,7 @@ class UwsgiAdapter(ServerAdapter):
     def take_over(self, environ: Mapping[str, Any]) -> Handover:
         import uwsgi
 
+        _watch_stop_signals()
         fd = uwsgi.connection_fd()
         blocking = not fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_NONBLOCK
         sock = socket.socket(fileno=os.dup(fd))
@@ -102,3 +130,50 @@ def _gevent_loop() -> bool:
     import uwsgi
 
     return bool(getattr(uwsgi, "loop", None) == "gevent")
+
+
+#: The signals uWSGI's master stops a worker with.
+STOP_SIGNALS = (signal.SIGHUP, signal.SIGINT, signal.SIGTERM)
+_watching_pid = 0
+_watch_lock = threading.Lock()
+
+
+def _watch_stop_signals() -> None:
+    """In this worker, close the connections before uWSGI acts on a stop signal; once."""
+    global _watching_pid
+    if _watching_pid == os.getpid():
+        return
+    with _watch_lock:
+        if _watching_pid == os.getpid():
+            return
+        wakeups: dict[socket.socket, tuple[signal.Signals, socket.socket]] = {}
+        for signum in STOP_SIGNALS:
+            reader, writer = socket.socketpair()
+            writer.setblocking(False)  # A full buffer must not block the signal handler.
+            # all_threads: something is written whichever thread gets the signal.
+            faulthandler.register(signum, file=writer.fileno(), all_threads=True, chain=False)
+            wakeups[reader] = (signum, writer)
+        _watching_pid = os.getpid()
+    green.spawn(lambda: _stop_on_signal(wakeups), "flask-duplex uWSGI stop")
+
+
+def _stop_on_signal(wakeups: dict[socket.socket, tuple[signal.Signals, socket.socket]]) -> None:
+    ready, _, _ = select.select(list(wakeups), [], [])
+    signum = wakeups[ready[0]][0]
+    try:
+        shutdown.drain()
+    finally:
+        for each in STOP_SIGNALS:
+            faulthandler.unregister(each)
+        _signal_again(signum)
+
+
+def _signal_again(signum: signal.Signals) -> None:
+    """Send ``signum`` to this worker again, now that uWSGI's handler is back."""
+    main = threading.main_thread().ident
+    if green.kind() == "gevent" or main is None:
+        # One OS thread: the signal reaches libev's handler, which uWSGI's gevent loop uses.
+        os.kill(os.getpid(), signum)
+    else:
+        # The worker's main thread: the others (uWSGI's cores) block every signal.
+        signal.pthread_kill(main, signum)

@@ -6,31 +6,15 @@ import abc
 import json
 import threading
 from collections.abc import Callable, Collection, Iterable
-from typing import Any, Protocol
+from typing import Any
 
 from ..assembly import Message
 from ..outbox import Outgoing
 from .feeds import Feeds
 from .history import Histories, HistoryPolicy, Joined, Position, Snapshot
+from .member import Member
 
 __all__ = ["Hub", "Member", "encode_message"]
-
-
-class Member(Protocol):
-    """What the hub needs of a connection (a :class:`~flask_duplex.WebSocket`)."""
-
-    @property
-    def id(self) -> str:
-        """A unique id, used by ``send_to`` and ``exclude``."""
-
-    def send(self, message: str | bytes) -> None:
-        """Send a message, waiting while the peer is slow to read."""
-
-    def send_nowait(self, message: str | bytes | Outgoing) -> None:
-        """Queue a message without waiting on the peer."""
-
-    def close_nowait(self, code: int = 1000, reason: str = "") -> None:
-        """Start the closing handshake without waiting for the peer."""
 
 
 def encode_message(message: Any, dumps: Callable[[Any], str] = json.dumps) -> Message:

@@ -25,13 +25,10 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Collection, Mapping
-from typing import TYPE_CHECKING
 
 from ..outbox import Outgoing
 from .history import Joined, Position, Reason, Snapshot, joined_frame, position_frame
-
-if TYPE_CHECKING:
-    from .base import Member
+from .member import Member
 
 __all__ = ["Feeds"]
 

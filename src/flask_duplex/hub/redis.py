@@ -70,6 +70,7 @@ import redis
 
 from ..assembly import Message
 from ..errors import BackendUnavailable
+from . import redis_scripts as scripts
 from .base import Hub
 from .history import META_TTL, HistoryPolicy, Position, Reason, Snapshot, new_epoch
 from .redis_topology import REDIS_ERRORS, connect
@@ -97,133 +98,6 @@ _SUBSCRIBER_ERRORS: tuple[type[Exception], ...] = (
 )
 _PING_EVERY = 1.0  # seconds between the subscriber's pings
 _PONG_GRACE = 3.0  # seconds without a pong before the subscriber reconnects
-
-# Milliseconds since the epoch, by Redis's clock.
-_NOW = "local t = redis.call('TIME') local now = t[1] * 1000 + math.floor(t[2] / 1000)"
-
-# KEYS: room, tombstone, info. ARGV: ttl ms, id, info.
-_JOIN = f"""{_NOW}
-redis.call('DEL', KEYS[2])
-redis.call('ZADD', KEYS[1], now + ARGV[1], ARGV[2])
-redis.call('HSET', KEYS[3], ARGV[2], ARGV[3])
-redis.call('PEXPIRE', KEYS[1], 2 * ARGV[1])
-redis.call('PEXPIRE', KEYS[3], 2 * ARGV[1])
-"""
-
-# KEYS: room, tombstone, info. ARGV: ttl ms, id.
-_LEAVE = """
-redis.call('ZREM', KEYS[1], ARGV[2])
-redis.call('HDEL', KEYS[3], ARGV[2])
-redis.call('SET', KEYS[2], '1', 'PX', ARGV[1])
-"""
-
-# KEYS: room, info. ARGV: ttl ms, tombstone prefix, then id and info for each member.
-# Returns the members that expired (their process stopped refreshing them).
-_REFRESH = f"""{_NOW}
-local expired = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now)
-for _, gone in ipairs(expired) do
-  redis.call('ZREM', KEYS[1], gone)
-  redis.call('HDEL', KEYS[2], gone)
-end
-for i = 3, #ARGV, 2 do
-  if redis.call('EXISTS', ARGV[2] .. ARGV[i]) == 0 then
-    redis.call('ZADD', KEYS[1], now + ARGV[1], ARGV[i])
-    redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1])
-  end
-end
-for _, key in ipairs(KEYS) do
-  if redis.call('EXISTS', key) == 1 then
-    redis.call('PEXPIRE', key, 2 * ARGV[1])
-  end
-end
-return expired
-"""
-
-# KEYS: room.
-_MEMBERS = f"""{_NOW}
-return redis.call('ZRANGEBYSCORE', KEYS[1], now, '+inf')
-"""
-
-# KEYS: room, info. Returns id, info, id, info...
-_PRESENCE = f"""{_NOW}
-local found = {{}}
-for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], now, '+inf')) do
-  found[#found + 1] = id
-  found[#found + 1] = redis.call('HGET', KEYS[2], id) or '{{}}'
-end
-return found
-"""
-
-# A room with history keeps its epoch and last offset in a hash, and its last
-# messages in a stream whose entry ids are 0-<offset>. Whoever first finds the
-# hash missing (Redis restarted, was flushed, or the room was quiet past the
-# hash's expiry) starts a new epoch with the token it brought, and drops any
-# stream left from before.
-_EPOCH = """
-local epoch = redis.call('HGET', KEYS[1], 'epoch')
-if not epoch then
-  epoch = ARGV[{new}]
-  redis.call('DEL', KEYS[2])
-  redis.call('HSET', KEYS[1], 'epoch', epoch, 'top', 0)
-  redis.call('PEXPIRE', KEYS[1], ARGV[{meta_ttl}])
-end
-"""
-
-# KEYS: meta, stream. ARGV: channel, room as JSON, the frame's data part, size,
-# ttl ms, meta ttl ms, new epoch, header rest (JSON [room, exclude]).
-# Numbering, keeping and publishing in one script: no reader of the stream
-# sees a message before its offset is final, and the publication of offset
-# n+1 follows that of n.
-_APPEND = f"""{_NOW}
-{_EPOCH.format(new=7, meta_ttl=6)}
-local top = redis.call('HINCRBY', KEYS[1], 'top', 1)
-local frame = '{{"duplex":"message","room":' .. ARGV[2] .. ',"epoch":"' .. epoch
-  .. '","offset":' .. top .. ',' .. ARGV[3] .. '}}'
-redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[4], '0-' .. top, 'f', frame, 't', now)
-redis.call('PEXPIRE', KEYS[2], ARGV[5])
-redis.call('PEXPIRE', KEYS[1], ARGV[6])
-redis.call('PUBLISH', ARGV[1], 'H' .. epoch .. ' ' .. top .. ' ' .. ARGV[8] .. '\\n' .. frame)
-return top
-"""
-# In a Redis Cluster the same, by sharded pub/sub: the room's history keys share
-# the channel's hash slot (see RedisHub._history_keys), so one node runs it all.
-_APPEND_SHARDED = _APPEND.replace("redis.call('PUBLISH'", "redis.call('SPUBLISH'")
-
-# KEYS: meta, stream. ARGV: epoch asked ('' for none), offset asked, ttl ms,
-# new epoch, meta ttl ms. Returns epoch, top, reason ('' for none), then the
-# frames after the offset asked, oldest first.
-_READ = f"""{_NOW}
-{_EPOCH.format(new=4, meta_ttl=5)}
-local top = tonumber(redis.call('HGET', KEYS[1], 'top'))
-if ARGV[1] == '' then return {{epoch, top, ''}} end
-if ARGV[1] ~= epoch then return {{epoch, top, 'epoch_changed'}} end
-local since = tonumber(ARGV[2])
-if since > top then return {{epoch, top, 'invalid_position'}} end
-if since == top then return {{epoch, top, ''}} end
-local entries = redis.call('XRANGE', KEYS[2], '0-' .. (since + 1), '+')
-if #entries == 0 or entries[1][1] ~= '0-' .. (since + 1) then
-  return {{epoch, top, 'too_old'}}
-end
-if now - tonumber(entries[1][2][4]) > tonumber(ARGV[3]) then return {{epoch, top, 'too_old'}} end
-local found = {{epoch, top, ''}}
-for _, entry in ipairs(entries) do found[#found + 1] = entry[2][2] end
-return found
-"""
-
-# KEYS: lease. ARGV: token, ttl ms.
-_RENEW = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
-end
-return 0
-"""
-
-# KEYS: lease. ARGV: token.
-_RELEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  redis.call('DEL', KEYS[1])
-end
-"""
 
 
 class RedisHub(Hub):
@@ -264,7 +138,7 @@ class RedisHub(Hub):
         self._refresh_every = presence_ttl / 3
         self._timeout = timeout
         self._scripts: dict[str, Any] = {}  # Script objects, by their source.
-        self._append = _APPEND_SHARDED if self._clustered else _APPEND
+        self._append = scripts.APPEND_SHARDED if self._clustered else scripts.APPEND
         self._start_lock = threading.Lock()
         self._threads: list[threading.Thread] = []
         self._subscribed = threading.Event()
@@ -281,7 +155,7 @@ class RedisHub(Hub):
         if not super().join(member, room, info):
             return False
         self._presence(
-            _JOIN,
+            scripts.JOIN,
             [self._key(room), self._tombstone(room, member.id), self._info_key(room)],
             [self._ttl_ms, member.id, info],
         )
@@ -301,7 +175,7 @@ class RedisHub(Hub):
     def _forget(self, member_id: str, rooms: Iterable[str]) -> None:
         for room in rooms:
             self._presence(
-                _LEAVE,
+                scripts.LEAVE,
                 [self._key(room), self._tombstone(room, member_id), self._info_key(room)],
                 [self._ttl_ms, member_id],
             )
@@ -344,7 +218,7 @@ class RedisHub(Hub):
             _ms(META_TTL),
         ]
         try:
-            found = self._run(_READ, self._history_keys(room), args)
+            found = self._run(scripts.READ, self._history_keys(room), args)
         except REDIS_ERRORS as exc:
             raise self._unavailable(exc) from exc
         epoch, top, reason, *frames = (
@@ -377,26 +251,26 @@ class RedisHub(Hub):
 
     def renew_lease(self, name: str, token: str, ttl: float) -> bool:
         try:
-            return bool(self._run(_RENEW, [self._lease(name)], [token, _ms(ttl)]))
+            return bool(self._run(scripts.RENEW, [self._lease(name)], [token, _ms(ttl)]))
         except REDIS_ERRORS as exc:
             raise self._unavailable(exc) from exc
 
     def release_lease(self, name: str, token: str) -> None:
         try:
-            self._run(_RELEASE, [self._lease(name)], [token])
+            self._run(scripts.RELEASE, [self._lease(name)], [token])
         except REDIS_ERRORS as exc:
             raise self._unavailable(exc) from exc
 
     def members(self, room: str) -> set[str]:
         try:
-            ids = self._run(_MEMBERS, [self._key(room)], [])
+            ids = self._run(scripts.MEMBERS, [self._key(room)], [])
         except REDIS_ERRORS as exc:
             raise self._unavailable(exc) from exc
         return {m.decode() if isinstance(m, bytes) else str(m) for m in cast("list[Any]", ids)}
 
     def presence(self, room: str) -> dict[str, str]:
         try:
-            found = self._run(_PRESENCE, [self._key(room), self._info_key(room)], [])
+            found = self._run(scripts.PRESENCE, [self._key(room), self._info_key(room)], [])
         except REDIS_ERRORS as exc:
             raise self._unavailable(exc) from exc
         items = [item.decode() if isinstance(item, bytes) else str(item) for item in found]
@@ -595,7 +469,7 @@ class RedisHub(Hub):
                     logger.exception("flask-duplex: could not deliver a message from Redis")
 
     def _dispatch(self, data: bytes) -> None:
-        if data[:1] == b"H":  # A message of a room with history (see _APPEND).
+        if data[:1] == b"H":  # A message of a room with history (see scripts.APPEND).
             header, _, frame = data.partition(b"\n")
             epoch, offset, rest = header[1:].split(b" ", 2)
             room, exclude = json.loads(rest)
@@ -633,7 +507,7 @@ class RedisHub(Hub):
         for room, members in snapshot.items():
             pairs = [item for member_id, info in members.items() for item in (member_id, info)]
             expired = self._presence(
-                _REFRESH,
+                scripts.REFRESH,
                 [self._key(room), self._info_key(room)],
                 [self._ttl_ms, self._tombstone(room, ""), *pairs],
             )

@@ -44,7 +44,10 @@ ROUNDS = 5
 ROUND_TIMEOUT = 10.0
 
 
-def _gunicorn_gevent(port: int, workers: int = 1) -> list[str]:
+def gunicorn_gevent(
+    port: int, workers: int = 1, app: str = "bench.servers.fanout_app:app"
+) -> list[str]:
+    """The command of gunicorn's gevent worker serving ``app`` on ``port``."""
     return [
         sys.executable,
         "-m",
@@ -57,7 +60,7 @@ def _gunicorn_gevent(port: int, workers: int = 1) -> list[str]:
         "4096",
         "-b",
         f"127.0.0.1:{port}",
-        "bench.servers.fanout_app:app",
+        app,
     ]
 
 
@@ -71,11 +74,11 @@ def _websockets(port: int) -> list[str]:
 
 # (label, server command, uses Redis, how the broadcast is triggered)
 CONTENDERS: list[tuple[str, Callable[[int], list[str]], bool, str]] = [
-    ("Flask-Duplex / gunicorn gevent, in-process", _gunicorn_gevent, False, "http"),
-    ("Flask-Duplex / gunicorn gevent, through Redis", _gunicorn_gevent, True, "http"),
+    ("Flask-Duplex / gunicorn gevent, in-process", gunicorn_gevent, False, "http"),
+    ("Flask-Duplex / gunicorn gevent, through Redis", gunicorn_gevent, True, "http"),
     (
         "Flask-Duplex / gunicorn gevent, 2 workers, through Redis",
-        lambda port: _gunicorn_gevent(port, workers=2),
+        lambda port: gunicorn_gevent(port, workers=2),
         True,
         "http",
     ),

@@ -27,11 +27,10 @@ import asyncio
 import json
 import os
 import statistics
-import sys
 import time
 import tracemalloc
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -41,6 +40,7 @@ from picows import WSListener, WSMsgType, WSTransport, ws_connect
 
 from bench import procfs
 from bench.docs import HISTORY_HEADING, write_section
+from bench.fanout import gunicorn_gevent
 from bench.process import CLIENT_CORE, SERVER_CORE, can_pin, raise_open_files_limit, started_server
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -56,20 +56,7 @@ ROUND_TIMEOUT = 30.0
 
 
 def _gunicorn_gevent(port: int) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "gunicorn",
-        "-k",
-        "gevent",
-        "-w",
-        "1",
-        "--worker-connections",
-        "4096",
-        "-b",
-        f"127.0.0.1:{port}",
-        "bench.servers.history_app:app",
-    ]
+    return gunicorn_gevent(port, app="bench.servers.history_app:app")
 
 
 class _Counter(WSListener):  # type: ignore[misc]
@@ -198,11 +185,6 @@ def _redis() -> Iterator[tuple[str, int]]:
         yield server.url, server.process.pid
 
 
-@contextmanager
-def _no_redis() -> Iterator[tuple[str, int]]:
-    yield "", 0
-
-
 def run(src: Path | None) -> dict[str, Any]:
     raise_open_files_limit()
     pin = can_pin()
@@ -214,7 +196,7 @@ def run(src: Path | None) -> dict[str, Any]:
         )
     rows: dict[str, Any] = {"memory_in_process_bytes": _memory_in_process()}
     for hub in ("in-process", "Redis"):
-        with _redis() if hub == "Redis" else _no_redis() as (url, redis_pid):
+        with _redis() if hub == "Redis" else nullcontext(("", 0)) as (url, redis_pid):
             os.environ.pop("DUPLEX_MESSAGE_QUEUE", None)
             if url:
                 os.environ["DUPLEX_MESSAGE_QUEUE"] = url

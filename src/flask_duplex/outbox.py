@@ -51,10 +51,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from websockets.frames import Frame, Opcode
-
 from .green import Wait
 from .tls import is_tls
+from .wire import frame_header
 
 __all__ = ["NOT_YET", "Outbox", "Outgoing", "shutdown_socket"]
 
@@ -76,8 +75,7 @@ class Outgoing:
     def __init__(self, message: str | bytes) -> None:
         self.text = isinstance(message, str)
         self.payload = message.encode() if isinstance(message, str) else bytes(message)
-        opcode = Opcode.TEXT if self.text else Opcode.BINARY
-        self.frame = Frame(opcode, self.payload).serialize(mask=False)
+        self.frame = frame_header(len(self.payload), self.text) + self.payload
 
 
 class Outbox:

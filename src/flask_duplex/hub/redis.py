@@ -191,8 +191,7 @@ class RedisHub(Hub):
     def broadcast_history(
         self, room: str, fragment: str, exclude: frozenset[str], policy: HistoryPolicy
     ) -> None:
-        if self._stop.is_set():
-            raise BackendUnavailable("this Redis hub was closed")
+        self._check_open()
         room_json = json.dumps(room)
         args: list[str | int] = [
             self._channel,
@@ -353,9 +352,12 @@ class RedisHub(Hub):
             f"Redis at {self._where} did not answer within {self._timeout}s: {exc}"
         )
 
-    def _publish(self, envelope: dict[str, Any]) -> None:
+    def _check_open(self) -> None:
         if self._stop.is_set():
             raise BackendUnavailable("this Redis hub was closed")
+
+    def _publish(self, envelope: dict[str, Any]) -> None:
+        self._check_open()
         try:
             self._link.publish(self._channel, json.dumps(envelope))
         except REDIS_ERRORS as exc:

@@ -25,10 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import itertools
 import logging
-import os
-import secrets
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -44,6 +41,7 @@ from flask.signals import got_request_exception
 
 from . import servers
 from .connection import WebSocket
+from .connection_ids import next_id
 from .engine import Engine
 from .errors import ConnectionClosed, UnsupportedServer
 from .handshake import Accepted, Rejected, negotiate
@@ -266,27 +264,6 @@ class Upgrade:
             self._state.hub.remove(ws)
             _run_hooks(self._app, self._state.disconnect_hooks, ws, self._rule)
             self._state.connections.finished()
-
-
-# Connection ids are unique across processes and machines (send_to goes through
-# Redis): a random prefix per process, then a counter; no system call per
-# connection. next() on itertools.count is atomic under the GIL.
-_id_prefix = secrets.token_hex(8)
-_id_counter = itertools.count(1)
-
-
-def next_id() -> str:
-    """A new connection id."""
-    return f"{_id_prefix}{next(_id_counter):x}"
-
-
-def _new_ids_after_fork() -> None:
-    global _id_prefix, _id_counter
-    _id_prefix = secrets.token_hex(8)  # A forked worker must not repeat its parent's ids.
-    _id_counter = itertools.count(1)
-
-
-os.register_at_fork(after_in_child=_new_ids_after_fork)
 
 
 def _handler_failed(app: Flask, ws: WebSocket, exc: Exception) -> None:

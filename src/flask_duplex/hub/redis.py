@@ -2,13 +2,38 @@
 
 Messages
 --------
-Every process publishes broadcasts and ``send_to`` messages on one pub/sub
-channel (the app's ``DUPLEX_CHANNEL``), and one subscriber thread per process
-delivers what comes in to its own connections. ``send_to`` goes through Redis
-even when the connection is in this process, so that everything one thread
-sends to one connection, broadcasts and ``send_to`` in any mix, arrives in
-the order it was sent: Redis runs one client's PUBLISH after the one before
-it returned, and hands messages to a subscriber in that order.
+Delivery is targeted: a process hears from Redis only what concerns its own
+connections. Its hub (one per app) has one subscriber thread, which listens
+to three channels and delivers what comes in to the app's connections here.
+
+- The hub's own channel, named after a random token the hub draws when it
+  starts: a broadcast to a room goes to the hubs that hold members of it.
+  Each room has a sorted set of those hubs in Redis, written when a member
+  joins and when the hub refreshes its presence; one script reads it and
+  publishes the message on each of their channels.
+- The process's channel, named after its token (the first characters of
+  its connection ids, :mod:`~flask_duplex.connection_ids`): ``send_to``
+  publishes there, since the id names the process. (Two apps of one
+  process on one ``DUPLEX_CHANNEL`` both hear it; each delivers to its own.)
+- A broadcast to everyone, what is published on a server-side channel
+  (``duplex.publish``), and the news that members expired go on the app's
+  channel (``DUPLEX_CHANNEL``), which every process also listens to.
+
+``send_to`` goes through Redis even when the connection is in this process,
+so that everything one thread sends to one connection, broadcasts and
+``send_to`` in any mix, arrives in the order it was sent: Redis runs one
+client's call after the one before it returned, and hands the messages of
+all the channels a subscriber listens to over its one connection, in that
+order.
+
+A hub registers in a room before ``join`` returns, so a broadcast sent after
+the join reaches it. When the room's last member here leaves, it
+unregisters; the hub of a process that crashed drops out of the sorted set
+within ``presence_ttl`` (its registrations stop being renewed; until then,
+what is published for it goes nowhere). Registrations and unregistrations
+carry a number that grows with each, so that one that reaches Redis after a
+later one of the same hub (two threads, one joining as the other leaves the
+room's last seat) changes nothing.
 
 The subscriber is subscribed before the first connection of the process is
 accepted (``add`` waits for it, up to the Redis timeout), so a broadcast
@@ -23,12 +48,12 @@ one server, the master that Sentinel names, or a Redis Cluster. Through
 Sentinel nothing above changes; every new connection asks the sentinels
 where the master is, so after a failover the subscriber's next attempt
 reaches the new one. In a Cluster, messages go by sharded pub/sub (SPUBLISH,
-SSUBSCRIBE) on the same one channel, which lives on the shard that owns its
-hash slot: all messages of the app pass through that shard, and the order
-above holds as it does on one server. The subscriber holds a plain
-connection to that shard's master and, when it fails (or the shard ends the
-subscription because its slot moved), reads the slot map again and
-subscribes where the channel is now. Scripts touch the keys of one slot
+SSUBSCRIBE) on the same channels, all in the hash slot of the app's channel:
+all messages of the app pass through the shard that owns it, and the order
+above holds as it does on one server. Presence keys spread over the shards.
+The subscriber holds a plain connection to that shard's master and, when it
+fails (or the shard ends the subscription because its slot moved), reads the
+slot map again and subscribes where the channels are now. Scripts touch the keys of one slot
 only (see the key names, below).
 
 Every call to Redis has a deadline, ``DUPLEX_REDIS_TIMEOUT`` (0.5 s by
@@ -61,6 +86,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import secrets
 import threading
 import time
 from collections.abc import Iterable, Mapping
@@ -69,6 +95,7 @@ from typing import TYPE_CHECKING, Any, cast
 import redis
 
 from ..assembly import Message
+from ..connection_ids import process_of, process_token
 from ..errors import BackendUnavailable
 from . import redis_scripts as scripts
 from .base import Hub
@@ -139,6 +166,16 @@ class RedisHub(Hub):
         self._timeout = timeout
         self._scripts: dict[str, Any] = {}  # Script objects, by their source.
         self._append = scripts.APPEND_SHARDED if self._clustered else scripts.APPEND
+        self._broadcast = scripts.BROADCAST_SHARDED if self._clustered else scripts.BROADCAST
+        # The token of this hub's channel, drawn again when it starts (in a
+        # forked worker), and the number of its registrations in rooms (see
+        # "Messages", above).
+        self._hub = secrets.token_hex(8)
+        self._generation = 0
+        # Set when a registration failed: the refresh thread tries again within a second.
+        self._register_again = threading.Event()
+        #: Messages this process's subscriber received from Redis (for diagnostics).
+        self.received = 0
         self._start_lock = threading.Lock()
         self._threads: list[threading.Thread] = []
         self._subscribed = threading.Event()
@@ -154,11 +191,14 @@ class RedisHub(Hub):
     def join(self, member: Member, room: str, info: str = "{}") -> bool:
         if not super().join(member, room, info):
             return False
+        with self._lock:
+            generation = self._next_generation()
         self._presence(
             scripts.JOIN,
             [self._key(room), self._tombstone(room, member.id), self._info_key(room)],
             [self._ttl_ms, member.id, info],
         )
+        self._register(scripts.REGISTER, room, generation)
         return True
 
     def leave(self, member: Member, room: str) -> bool:
@@ -172,13 +212,30 @@ class RedisHub(Hub):
         self._forget(member.id, rooms)
         return rooms
 
+    def _next_generation(self) -> int:
+        # Lock held: the number follows the order in which rooms filled and emptied.
+        self._generation += 1
+        return self._generation
+
+    def _register(self, source: str, room: str, generation: int) -> None:
+        """Tell Redis that this hub holds members of ``room`` (or no longer does)."""
+        try:
+            self._run(source, self._hubs_keys(room), [self._hub, generation, self._ttl_ms])
+        except REDIS_ERRORS as exc:
+            logger.warning("flask-duplex: could not register in room %r, will retry: %s", room, exc)
+            self._register_again.set()
+
     def _forget(self, member_id: str, rooms: Iterable[str]) -> None:
+        with self._lock:
+            emptied = [(room, self._next_generation()) for room in rooms if room not in self._rooms]
         for room in rooms:
             self._presence(
                 scripts.LEAVE,
                 [self._key(room), self._tombstone(room, member_id), self._info_key(room)],
                 [self._ttl_ms, member_id],
             )
+        for room, generation in emptied:
+            self._register(scripts.UNREGISTER, room, generation)
 
     # -- what the app calls -------------------------------------------------
 
@@ -186,7 +243,18 @@ class RedisHub(Hub):
         envelope: dict[str, Any] = {"to": to, **_pack(message)}
         if exclude:
             envelope["exclude"] = sorted(exclude)
-        self._publish(envelope)
+        if to is None:
+            self._publish(envelope)  # To every process.
+            return
+        self._check_open()
+        try:
+            self._run(
+                self._broadcast,
+                self._hubs_keys(to)[:1],
+                [self._hub_channel(""), json.dumps(envelope)],
+            )
+        except REDIS_ERRORS as exc:
+            raise self._unavailable(exc) from exc
 
     def broadcast_history(
         self, room: str, fragment: str, exclude: frozenset[str], policy: HistoryPolicy
@@ -194,7 +262,7 @@ class RedisHub(Hub):
         self._check_open()
         room_json = json.dumps(room)
         args: list[str | int] = [
-            self._channel,
+            self._hub_channel(""),
             room_json,
             fragment,
             policy.size,
@@ -204,7 +272,8 @@ class RedisHub(Hub):
             json.dumps([room, sorted(exclude)]),
         ]
         try:
-            self._run(self._append, self._history_keys(room), args)
+            keys = [*self._history_keys(room), self._hubs_keys(room)[0]]
+            self._run(self._append, keys, args)
         except REDIS_ERRORS as exc:
             raise self._unavailable(exc) from exc
 
@@ -233,7 +302,10 @@ class RedisHub(Hub):
 
     def send_to(self, connection_id: str, message: Message) -> None:
         # Through Redis even when the connection is local: see "Messages" above.
-        self._publish({"id": connection_id, **_pack(message)})
+        process = process_of(connection_id)
+        if process is None:
+            return  # Not an id of any process: nobody holds it.
+        self._publish({"id": connection_id, **_pack(message)}, self._process_channel(process))
 
     def publish(self, channel: str, message: Message, is_json: bool) -> None:
         envelope = {"channel": channel, **_pack(message)}
@@ -278,6 +350,7 @@ class RedisHub(Hub):
     def close(self) -> None:
         """Stop the subscriber and the presence refresh; wait for their threads."""
         self._stop.set()
+        self._register_again.set()  # Wakes the refresh thread.
         pubsub = self._pubsub
         if pubsub is not None:
             try:
@@ -308,6 +381,7 @@ class RedisHub(Hub):
         """
         with self._start_lock:
             if not self._threads and not self._stop.is_set():
+                self._hub = secrets.token_hex(8)  # Not the token of the process it forked from.
                 for target, name in ((self._listen, "subscriber"), (self._refresh, "presence")):
                     thread = threading.Thread(
                         target=target, name=f"flask-duplex-{name}", daemon=True
@@ -340,6 +414,26 @@ class RedisHub(Hub):
         tag = f"{{{self._channel}}}" if self._clustered else self._channel
         return [f"{tag}:history-meta:{room}", f"{tag}:history:{room}"]
 
+    # The hubs holding members of a room and their generations. In a
+    # cluster, in the slot of the hubs' channels, which the broadcast script
+    # publishes on.
+
+    def _hubs_keys(self, room: str) -> list[str]:
+        tag = f"{{{self._channel}}}" if self._clustered else self._channel
+        return [f"{tag}:hubs:{room}", f"{tag}:hub-generations:{room}"]
+
+    def _hub_channel(self, hub: str) -> str:
+        """The channel of the hub with this token ("": the prefix of them all)."""
+        if self._clustered:
+            return f"{{{self._channel}}}:hub:{hub}"
+        return f"{self._channel}:hub:{hub}"
+
+    def _process_channel(self, process: str) -> str:
+        """The channel of ``send_to`` for the connections of the process with this token."""
+        if self._clustered:
+            return f"{{{self._channel}}}:process:{process}"
+        return f"{self._channel}:process:{process}"
+
     def _tombstone(self, room: str, member_id: str) -> str:
         if self._clustered:
             return f"{{{self._channel}:{room}}}:left:{member_id}"
@@ -356,10 +450,10 @@ class RedisHub(Hub):
         if self._stop.is_set():
             raise BackendUnavailable("this Redis hub was closed")
 
-    def _publish(self, envelope: dict[str, Any]) -> None:
+    def _publish(self, envelope: dict[str, Any], channel: str | None = None) -> None:
         self._check_open()
         try:
-            self._link.publish(self._channel, json.dumps(envelope))
+            self._link.publish(channel or self._channel, json.dumps(envelope))
         except REDIS_ERRORS as exc:
             raise self._unavailable(exc) from exc
 
@@ -385,11 +479,16 @@ class RedisHub(Hub):
         while not self._stop.is_set():
             pubsub: Any = None
             try:
-                pubsub = self._link.subscriber(self._channel, reconnecting=failed)
+                channels = [
+                    self._channel,
+                    self._process_channel(process_token()),
+                    self._hub_channel(self._hub),
+                ]
+                pubsub = self._link.subscriber(channels, reconnecting=failed)
                 self._pubsub = pubsub
                 if self._stop.is_set():
                     break  # close() ran before the pubsub above was visible to it.
-                self._wait_subscribed(pubsub)
+                self._wait_subscribed(pubsub, len(channels))
                 if failed:
                     logger.warning("flask-duplex: Redis subscriber reconnected to %s", self._where)
                     self.refresh_presence()
@@ -399,7 +498,7 @@ class RedisHub(Hub):
                 failed = False
                 backoff = 0.1
                 self._subscribed.set()
-                self._receive(pubsub)
+                self._receive(pubsub, len(channels))
             except _SUBSCRIBER_ERRORS as exc:
                 self._subscribed.clear()
                 if self._stop.is_set():
@@ -429,15 +528,20 @@ class RedisHub(Hub):
         except BackendUnavailable as exc:
             raise redis.ConnectionError(f"could not read the rooms' history: {exc}") from exc
 
-    def _wait_subscribed(self, pubsub: Any) -> None:
+    def _wait_subscribed(self, pubsub: Any, channels: int) -> None:
+        # Each confirmation carries how many channels the connection listens to.
         deadline = time.monotonic() + max(self._timeout, 1.0)
         while time.monotonic() < deadline:
             message = pubsub.get_message(timeout=deadline - time.monotonic())
-            if message is not None and message["type"] in _SUBSCRIBED:
+            if (
+                message is not None
+                and message["type"] in _SUBSCRIBED
+                and message["data"] == channels
+            ):
                 return
         raise redis.TimeoutError("no answer to SUBSCRIBE")
 
-    def _receive(self, pubsub: Any) -> None:
+    def _receive(self, pubsub: Any, channels: int) -> None:
         last_pong = time.monotonic()
         next_ping = last_pong + _PING_EVERY
         while not self._stop.is_set():
@@ -453,9 +557,10 @@ class RedisHub(Hub):
             kind = message["type"]
             if kind == "pong":
                 last_pong = time.monotonic()
-            elif kind in _SUBSCRIBED:
-                # redis-py reconnected on its own and subscribed again: what
-                # was published in between never reached this process.
+            elif kind in _SUBSCRIBED and message["data"] == channels:
+                # redis-py reconnected on its own and subscribed again (this
+                # is the last channel's confirmation): what was published in
+                # between never reached this process.
                 logger.warning("flask-duplex: Redis subscriber reconnected to %s", self._where)
                 last_pong = time.monotonic()
                 self.refresh_presence()
@@ -465,6 +570,7 @@ class RedisHub(Hub):
                 # failover, a resharding): subscribe again where it is now.
                 raise redis.ConnectionError(f"Redis ended the subscription ({kind})")
             elif kind in ("message", "smessage"):
+                self.received += 1
                 try:
                     self._dispatch(message["data"])
                 except Exception:
@@ -490,7 +596,12 @@ class RedisHub(Hub):
             self.deliver(message, envelope["to"], envelope.get("exclude", ()))
 
     def _refresh(self) -> None:
-        while not self._stop.wait(self._refresh_every):
+        while not self._stop.is_set():
+            if self._register_again.wait(self._refresh_every):
+                self._stop.wait(1.0)  # At most one retry a second while Redis fails.
+            if self._stop.is_set():
+                break
+            self._register_again.clear()
             self.refresh_presence()
 
     def refresh_presence(self, snapshot: Mapping[str, Mapping[str, str]] | None = None) -> None:
@@ -500,12 +611,18 @@ class RedisHub(Hub):
         the refresh thread takes its snapshot before it writes, and a member
         may leave in between; a member that left is not added back.
         """
-        if snapshot is None:
-            with self._lock:
+        with self._lock:
+            generation = self._generation
+            held = list(self._rooms)
+            if snapshot is None:
                 snapshot = {
                     room: {m.id: self._info.get((room, m.id), "{}") for m in members}
                     for room, members in self._rooms.items()
                 }
+        for room in held:
+            # Renews the registration; a room left since changed the
+            # generation, and this one then changes nothing.
+            self._register(scripts.REGISTER, room, generation)
         for room, members in snapshot.items():
             pairs = [item for member_id, info in members.items() for item in (member_id, info)]
             expired = self._presence(

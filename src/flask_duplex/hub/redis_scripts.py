@@ -9,6 +9,8 @@ from __future__ import annotations
 __all__ = [
     "APPEND",
     "APPEND_SHARDED",
+    "BROADCAST",
+    "BROADCAST_SHARDED",
     "EPOCH",
     "JOIN",
     "LEAVE",
@@ -17,8 +19,10 @@ __all__ = [
     "PRESENCE",
     "READ",
     "REFRESH",
+    "REGISTER",
     "RELEASE",
     "RENEW",
+    "UNREGISTER",
 ]
 
 # Milliseconds since the epoch, by Redis's clock.
@@ -92,11 +96,64 @@ if not epoch then
 end
 """
 
-# KEYS: meta, stream. ARGV: channel, room as JSON, the frame's data part, size,
-# ttl ms, meta ttl ms, new epoch, header rest (JSON [room, exclude]).
+# Which hubs (one per app and process) hold members of a room, for targeted
+# delivery: a sorted set of hub tokens whose scores are expiry times (renewed
+# by each hub's presence refresh, so a crashed process's hub drops out within
+# the ttl), and a hash of the generation of each hub's last change to it with
+# that entry's expiry ("<generation> <expiry ms>"). A hub numbers its
+# registrations and unregistrations in the order its rooms filled and
+# emptied; a call that reaches Redis after a later one of the same hub
+# changes nothing, so a join racing the last leave cannot be undone by it.
+FORGET_EXPIRED = """
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+local known = redis.call('HGETALL', KEYS[2])
+for i = 1, #known, 2 do
+  if tonumber(string.match(known[i + 1], '%d+$')) < now then
+    redis.call('HDEL', KEYS[2], known[i])
+  end
+end
+local seen = redis.call('HGET', KEYS[2], ARGV[1])
+if seen and tonumber(string.match(seen, '^%d+')) > tonumber(ARGV[2]) then return 0 end
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[2] .. ' ' .. (now + ARGV[3]))
+redis.call('PEXPIRE', KEYS[2], 2 * ARGV[3])
+"""
+
+# KEYS: hubs, generations. ARGV: hub, generation, ttl ms.
+# Returns 1, or 0 when a later change of the same hub came first.
+REGISTER = f"""{NOW}
+{FORGET_EXPIRED}
+redis.call('ZADD', KEYS[1], now + ARGV[3], ARGV[1])
+redis.call('PEXPIRE', KEYS[1], 2 * ARGV[3])
+return 1
+"""
+
+# KEYS: hubs, generations. ARGV: hub, generation, ttl ms.
+UNREGISTER = f"""{NOW}
+{FORGET_EXPIRED}
+redis.call('ZREM', KEYS[1], ARGV[1])
+return 1
+"""
+
+# KEYS: hubs. ARGV: the prefix of the hubs' channels, message.
+# Publishes the message to every hub that holds members of the room; returns
+# how many.
+BROADCAST = f"""{NOW}
+local hubs = redis.call('ZRANGEBYSCORE', KEYS[1], now, '+inf')
+for _, hub in ipairs(hubs) do
+  redis.call('PUBLISH', ARGV[1] .. hub, ARGV[2])
+end
+return #hubs
+"""
+# In a Redis Cluster, by sharded pub/sub: the hubs' channels share the hash
+# slot of the room's hubs key (see RedisHub._hubs_keys).
+BROADCAST_SHARDED = BROADCAST.replace("redis.call('PUBLISH'", "redis.call('SPUBLISH'")
+
+# KEYS: meta, stream, hubs. ARGV: the prefix of the hubs' channels,
+# room as JSON, the frame's data part, size, ttl ms, meta ttl ms, new epoch,
+# header rest (JSON [room, exclude]).
 # Numbering, keeping and publishing in one script: no reader of the stream
 # sees a message before its offset is final, and the publication of offset
-# n+1 follows that of n.
+# n+1 follows that of n, on every hub's channel.
 APPEND = f"""{NOW}
 {EPOCH.format(new=7, meta_ttl=6)}
 local top = redis.call('HINCRBY', KEYS[1], 'top', 1)
@@ -105,11 +162,14 @@ local frame = '{{"duplex":"message","room":' .. ARGV[2] .. ',"epoch":"' .. epoch
 redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[4], '0-' .. top, 'f', frame, 't', now)
 redis.call('PEXPIRE', KEYS[2], ARGV[5])
 redis.call('PEXPIRE', KEYS[1], ARGV[6])
-redis.call('PUBLISH', ARGV[1], 'H' .. epoch .. ' ' .. top .. ' ' .. ARGV[8] .. '\\n' .. frame)
+local message = 'H' .. epoch .. ' ' .. top .. ' ' .. ARGV[8] .. '\\n' .. frame
+for _, hub in ipairs(redis.call('ZRANGEBYSCORE', KEYS[3], now, '+inf')) do
+  redis.call('PUBLISH', ARGV[1] .. hub, message)
+end
 return top
 """
 # In a Redis Cluster the same, by sharded pub/sub: the room's history keys share
-# the channel's hash slot (see RedisHub._history_keys), so one node runs it all.
+# the channels' hash slot (see RedisHub._history_keys), so one node runs it all.
 APPEND_SHARDED = APPEND.replace("redis.call('PUBLISH'", "redis.call('SPUBLISH'")
 
 # KEYS: meta, stream. ARGV: epoch asked ('' for none), offset asked, ttl ms,

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import threading
 import urllib.parse
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -203,10 +203,10 @@ class RedisLink:
     def publish(self, channel: str, data: str) -> None:
         self._client.publish(channel, data)
 
-    def subscriber(self, channel: str, reconnecting: bool) -> Any:
-        """A pub/sub connection with SUBSCRIBE ``channel`` sent (its answer not read)."""
+    def subscriber(self, channels: Sequence[str], reconnecting: bool) -> Any:
+        """A pub/sub connection with SUBSCRIBE ``channels`` sent (its answers not read)."""
         pubsub = self._client.pubsub()
-        pubsub.subscribe(channel)
+        pubsub.subscribe(*channels)
         return pubsub
 
     def close(self) -> None:
@@ -264,8 +264,10 @@ class ClusterLink:
     def publish(self, channel: str, data: str) -> None:
         self.client().spublish(channel, data)
 
-    def subscriber(self, channel: str, reconnecting: bool) -> Any:
-        """A connection to the node that owns ``channel``'s slot, with SSUBSCRIBE sent.
+    def subscriber(self, channels: Sequence[str], reconnecting: bool) -> Any:
+        """A connection to the node that owns the ``channels``' slot, with SSUBSCRIBE sent.
+
+        The channels must share one hash slot (the hub's do: see its key names).
 
         A plain pub/sub connection to that one node rather than redis-py's
         cluster pub/sub, which moves subscriptions between nodes by itself:
@@ -276,11 +278,11 @@ class ClusterLink:
         cluster = self.client()
         if reconnecting:
             cluster.nodes_manager.initialize()
-        node = cluster.get_node_from_key(channel)
+        node = cluster.get_node_from_key(channels[0])
         if node is None:
-            raise redis.ConnectionError(f"no node of {self.where} serves channel {channel!r}")
+            raise redis.ConnectionError(f"no node of {self.where} serves channel {channels[0]!r}")
         pubsub = cluster.get_redis_connection(node).pubsub()
-        pubsub.ssubscribe(channel)
+        pubsub.ssubscribe(*channels)
         return pubsub
 
     def close(self) -> None:

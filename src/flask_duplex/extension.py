@@ -77,7 +77,7 @@ class DuplexState:
         def channel_message(channel: str, message: str | bytes, is_json: bool) -> None:
             channels.deliver(channel, loads(message) if is_json else message)
 
-        hub.on_channel_message = channel_message
+        hub.bus.on_message = channel_message
         expired_hooks = duplex.expired_hooks
         app_ref = self._app
 
@@ -508,11 +508,11 @@ class Duplex:
         """
         hub, dumps = self._hub()
         if isinstance(message, str | bytes):
-            hub.publish(channel, message, False)
+            hub.bus.publish(channel, message, False)
         elif isinstance(message, bytearray | memoryview):
-            hub.publish(channel, bytes(message), False)
+            hub.bus.publish(channel, bytes(message), False)
         else:
-            hub.publish(channel, dumps(message), True)
+            hub.bus.publish(channel, dumps(message), True)
 
     def close(self) -> None:
         """Stop the current app's background work in this process, and a publisher's.
@@ -693,7 +693,7 @@ def _deployment_task(
 ) -> DeploymentTask:
     """A deployment-wide task of the app, not started yet."""
     run = state.tasks.in_app_context(function, *args, **kwargs)
-    return DeploymentTask(name, state.hub, state.settings.lease_ttl, run)
+    return DeploymentTask(name, state.hub.leases, state.settings.lease_ttl, run)
 
 
 def _stop_dropped_app(tasks: Tasks, hub: Hub) -> None:

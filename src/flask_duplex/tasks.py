@@ -56,7 +56,7 @@ from .errors import BackendUnavailable, DuplexError
 if TYPE_CHECKING:
     from flask import Flask
 
-    from .hub import Hub
+    from .hub.leases import Leases
 
 __all__ = ["DeploymentTask", "Task", "TaskCancelled", "Tasks", "sleep"]
 
@@ -177,13 +177,13 @@ class DeploymentTask(Task):
     def __init__(
         self,
         name: str,
-        hub: Hub,
+        leases: Leases,
         ttl: float,
         function: Callable[[], Any],
     ) -> None:
         super().__init__(f"deployment:{name}", self._compete)
         self.lease = name
-        self._hub = hub
+        self._leases = leases
         self._ttl = ttl
         self._function = function
         self._token = uuid.uuid4().hex
@@ -194,7 +194,7 @@ class DeploymentTask(Task):
         every = self._ttl / 3
         while True:
             try:
-                held = self._hub.acquire_lease(self.lease, self._token, self._ttl)
+                held = self._leases.acquire(self.lease, self._token, self._ttl)
             except BackendUnavailable as exc:
                 logger.warning("flask-duplex: lease %r unavailable: %s", self.lease, exc)
                 held = False
@@ -215,7 +215,7 @@ class DeploymentTask(Task):
                 if self.cancelled:
                     break
                 try:
-                    renewed = self._hub.renew_lease(self.lease, self._token, self._ttl)
+                    renewed = self._leases.renew(self.lease, self._token, self._ttl)
                 except BackendUnavailable as exc:
                     # Stop now, two thirds of the lease before it could expire, so
                     # that whoever takes it next never runs beside this one.
@@ -233,7 +233,7 @@ class DeploymentTask(Task):
             worker.join(self._ttl)
             self.running_here = False
             try:
-                self._hub.release_lease(self.lease, self._token)
+                self._leases.release(self.lease, self._token)
             except BackendUnavailable:
                 pass  # It expires by itself.
 

@@ -10,8 +10,10 @@ from typing import Any
 
 from ..assembly import Message
 from ..outbox import Outgoing
+from .bus import ChannelBus
 from .feeds import Feeds
 from .history import Histories, HistoryPolicy, Joined, Position, Snapshot
+from .leases import Leases
 from .member import Member
 
 __all__ = ["Hub", "Member", "encode_message"]
@@ -37,13 +39,18 @@ class Hub(abc.ABC):
 
     The hub keeps the room memberships of this process's connections; a
     connection that was removed (its handler returned) can join nothing.
+    Each backend also brings the two other jobs of a message queue, each
+    behind its own interface: :attr:`bus` (server-side channels) and
+    :attr:`leases` (deployment-wide tasks).
     """
+
+    #: Server-side channels: ``duplex.publish`` and what reaches this process.
+    bus: ChannelBus
+    #: The leases of deployment-wide tasks.
+    leases: Leases
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        #: Called with (channel, message, is_json) for what is published on a
-        #: server-side channel (``duplex.publish``); set by the extension.
-        self.on_channel_message: Callable[[str, Message, bool], None] | None = None
         #: Called with (room, ids) when members of a room expired from presence
         #: (their process stopped without saying so); set by the extension.
         self.on_members_expired: Callable[[str, frozenset[str]], None] | None = None
@@ -222,22 +229,6 @@ class Hub(abc.ABC):
     def presence(self, room: str) -> dict[str, str]:
         """The connections in ``room``: id to the info (JSON text) each joined with."""
 
-    @abc.abstractmethod
-    def publish(self, channel: str, message: Message, is_json: bool) -> None:
-        """Publish on a server-side channel (``is_json``: ``message`` is JSON text)."""
-
-    @abc.abstractmethod
-    def acquire_lease(self, name: str, token: str, ttl: float) -> bool:
-        """Take lease ``name`` for ``ttl`` seconds if nobody else holds it; True if taken."""
-
-    @abc.abstractmethod
-    def renew_lease(self, name: str, token: str, ttl: float) -> bool:
-        """Extend a lease ``token`` holds by ``ttl`` seconds; False if it is not held by it."""
-
-    @abc.abstractmethod
-    def release_lease(self, name: str, token: str) -> None:
-        """Give up a lease ``token`` holds (nothing happens if it does not)."""
-
     def start(self) -> None:
         """Start the hub's background work (Redis's subscriber); nothing in-process."""
         return None
@@ -245,12 +236,6 @@ class Hub(abc.ABC):
     def close(self) -> None:
         """Stop the hub's background work, if it has any."""
         return None
-
-    def channel_message(self, channel: str, message: Message, is_json: bool) -> None:
-        """Hand a message published on a server-side channel to the app (``on_channel_message``)."""
-        callback = self.on_channel_message
-        if callback is not None:
-            callback(channel, message, is_json)
 
     def members_expired(self, room: str, ids: frozenset[str]) -> None:
         """Tell the app that members of ``room`` expired (``on_members_expired``)."""

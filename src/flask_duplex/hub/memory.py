@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import threading
-import time
 
 from ..assembly import Message
 from .base import Hub
+from .bus import MemoryBus
 from .history import HistoryPolicy, MemoryHistory, Position, Snapshot
+from .leases import MemoryLeases
 
 __all__ = ["MemoryHub"]
 
@@ -17,8 +18,8 @@ class MemoryHub(Hub):
 
     def __init__(self) -> None:
         super().__init__()
-        self._leases: dict[str, tuple[str, float]] = {}  # name: (token, expiry)
-        self._leases_lock = threading.Lock()
+        self.bus = MemoryBus()
+        self.leases = MemoryLeases()
         self.history = MemoryHistory()
         # Numbering and delivering a message of a room with history is one step.
         self._history_order = threading.Lock()
@@ -44,30 +45,3 @@ class MemoryHub(Hub):
 
     def presence(self, room: str) -> dict[str, str]:
         return self.local_presence(room)
-
-    def publish(self, channel: str, message: Message, is_json: bool) -> None:
-        self.channel_message(channel, message, is_json)
-
-    def acquire_lease(self, name: str, token: str, ttl: float) -> bool:
-        now = time.monotonic()
-        with self._leases_lock:
-            held = self._leases.get(name)
-            if held is not None and held[0] != token and held[1] > now:
-                return False
-            self._leases[name] = (token, now + ttl)
-            return True
-
-    def renew_lease(self, name: str, token: str, ttl: float) -> bool:
-        now = time.monotonic()
-        with self._leases_lock:
-            held = self._leases.get(name)
-            if held is None or held[0] != token or held[1] <= now:
-                return False
-            self._leases[name] = (token, now + ttl)
-            return True
-
-    def release_lease(self, name: str, token: str) -> None:
-        with self._leases_lock:
-            held = self._leases.get(name)
-            if held is not None and held[0] == token:
-                del self._leases[name]

@@ -99,7 +99,10 @@ from ..connection_ids import process_of, process_token
 from ..errors import BackendUnavailable
 from . import redis_scripts as scripts
 from .base import Hub
+from .bus import ChannelBus
 from .history import META_TTL, HistoryPolicy, Position, Reason, Snapshot, new_epoch
+from .redis_calls import RedisCalls, ms
+from .redis_leases import RedisLeases
 from .redis_topology import REDIS_ERRORS, connect
 
 if TYPE_CHECKING:
@@ -159,12 +162,14 @@ class RedisHub(Hub):
                 f"DUPLEX_CHANNEL {channel!r} holds a brace: in a Redis Cluster the hub "
                 "wraps the channel in a hash tag itself; choose a channel without { or }"
             )
+        self._calls = RedisCalls(self._link, timeout)
         self._where = self._link.where
+        self.bus = RedisBus(self._calls, channel)
+        self.leases = RedisLeases(self._calls, channel)
         self._channel = channel
         self._ttl_ms = max(1, round(presence_ttl * 1000))
         self._refresh_every = presence_ttl / 3
         self._timeout = timeout
-        self._scripts: dict[str, Any] = {}  # Script objects, by their source.
         self._append = scripts.APPEND_SHARDED if self._clustered else scripts.APPEND
         self._broadcast = scripts.BROADCAST_SHARDED if self._clustered else scripts.BROADCAST
         # The token of this hub's channel, drawn again when it starts (in a
@@ -246,49 +251,35 @@ class RedisHub(Hub):
         if to is None:
             self._publish(envelope)  # To every process.
             return
-        self._check_open()
-        try:
-            self._run(
-                self._broadcast,
-                self._hubs_keys(to)[:1],
-                [self._hub_channel(""), json.dumps(envelope)],
-            )
-        except REDIS_ERRORS as exc:
-            raise self._unavailable(exc) from exc
+        self._calls.call(
+            self._broadcast, self._hubs_keys(to)[:1], [self._hub_channel(""), json.dumps(envelope)]
+        )
 
     def broadcast_history(
         self, room: str, fragment: str, exclude: frozenset[str], policy: HistoryPolicy
     ) -> None:
-        self._check_open()
         room_json = json.dumps(room)
         args: list[str | int] = [
             self._hub_channel(""),
             room_json,
             fragment,
             policy.size,
-            _ms(policy.ttl),
-            _ms(META_TTL),
+            ms(policy.ttl),
+            ms(META_TTL),
             new_epoch(),
             json.dumps([room, sorted(exclude)]),
         ]
-        try:
-            keys = [*self._history_keys(room), self._hubs_keys(room)[0]]
-            self._run(self._append, keys, args)
-        except REDIS_ERRORS as exc:
-            raise self._unavailable(exc) from exc
+        self._calls.call(self._append, [*self._history_keys(room), self._hubs_keys(room)[0]], args)
 
     def read_history(self, room: str, since: Position | None, policy: HistoryPolicy) -> Snapshot:
         args: list[str | int] = [
             "" if since is None else since.epoch,
             0 if since is None else since.offset,
-            _ms(policy.ttl),
+            ms(policy.ttl),
             new_epoch(),
-            _ms(META_TTL),
+            ms(META_TTL),
         ]
-        try:
-            found = self._run(scripts.READ, self._history_keys(room), args)
-        except REDIS_ERRORS as exc:
-            raise self._unavailable(exc) from exc
+        found = self._calls.call(scripts.READ, self._history_keys(room), args)
         epoch, top, reason, *frames = (
             item.decode() if isinstance(item, bytes) else item for item in found
         )
@@ -307,43 +298,12 @@ class RedisHub(Hub):
             return  # Not an id of any process: nobody holds it.
         self._publish({"id": connection_id, **_pack(message)}, self._process_channel(process))
 
-    def publish(self, channel: str, message: Message, is_json: bool) -> None:
-        envelope = {"channel": channel, **_pack(message)}
-        if is_json:
-            envelope["json"] = "1"
-        self._publish(envelope)
-
-    def acquire_lease(self, name: str, token: str, ttl: float) -> bool:
-        try:
-            client = self._link.client()
-            return bool(client.set(self._lease(name), token, nx=True, px=_ms(ttl)))
-        except REDIS_ERRORS as exc:
-            raise self._unavailable(exc) from exc
-
-    def renew_lease(self, name: str, token: str, ttl: float) -> bool:
-        try:
-            return bool(self._run(scripts.RENEW, [self._lease(name)], [token, _ms(ttl)]))
-        except REDIS_ERRORS as exc:
-            raise self._unavailable(exc) from exc
-
-    def release_lease(self, name: str, token: str) -> None:
-        try:
-            self._run(scripts.RELEASE, [self._lease(name)], [token])
-        except REDIS_ERRORS as exc:
-            raise self._unavailable(exc) from exc
-
     def members(self, room: str) -> set[str]:
-        try:
-            ids = self._run(scripts.MEMBERS, [self._key(room)], [])
-        except REDIS_ERRORS as exc:
-            raise self._unavailable(exc) from exc
+        ids = self._calls.call(scripts.MEMBERS, [self._key(room)], [])
         return {m.decode() if isinstance(m, bytes) else str(m) for m in cast("list[Any]", ids)}
 
     def presence(self, room: str) -> dict[str, str]:
-        try:
-            found = self._run(scripts.PRESENCE, [self._key(room), self._info_key(room)], [])
-        except REDIS_ERRORS as exc:
-            raise self._unavailable(exc) from exc
+        found = self._calls.call(scripts.PRESENCE, [self._key(room), self._info_key(room)], [])
         items = [item.decode() if isinstance(item, bytes) else str(item) for item in found]
         return dict(zip(items[::2], items[1::2], strict=True))
 
@@ -361,10 +321,7 @@ class RedisHub(Hub):
             if thread is not threading.current_thread():
                 thread.join(timeout=5)
         self._threads = [thread for thread in self._threads if thread.is_alive()]
-        try:
-            self._link.close()
-        except Exception:
-            pass
+        self._calls.close()
 
     @property
     def threads(self) -> list[threading.Thread]:
@@ -402,9 +359,6 @@ class RedisHub(Hub):
             return f"{{{self._channel}:{room}}}:room"
         return f"{self._channel}:room:{room}"
 
-    def _lease(self, name: str) -> str:
-        return f"{self._channel}:lease:{name}"
-
     def _info_key(self, room: str) -> str:
         if self._clustered:
             return f"{{{self._channel}:{room}}}:info"
@@ -439,31 +393,11 @@ class RedisHub(Hub):
             return f"{{{self._channel}:{room}}}:left:{member_id}"
         return f"{self._channel}:left:{room}:{member_id}"
 
-    def _unavailable(self, exc: Exception) -> BackendUnavailable:
-        if isinstance(exc, redis.ResponseError):
-            return BackendUnavailable(f"Redis at {self._where} refused the command: {exc}")
-        return BackendUnavailable(
-            f"Redis at {self._where} did not answer within {self._timeout}s: {exc}"
-        )
-
-    def _check_open(self) -> None:
-        if self._stop.is_set():
-            raise BackendUnavailable("this Redis hub was closed")
-
     def _publish(self, envelope: dict[str, Any], channel: str | None = None) -> None:
-        self._check_open()
-        try:
-            self._link.publish(channel or self._channel, json.dumps(envelope))
-        except REDIS_ERRORS as exc:
-            raise self._unavailable(exc) from exc
+        self._calls.publish(channel or self._channel, envelope)
 
     def _run(self, source: str, keys: list[str], args: list[Any]) -> Any:
-        """Run a Lua script (EVALSHA, loading it where the node does not have it yet)."""
-        client = self._link.client()
-        script = self._scripts.get(source)
-        if script is None:
-            script = self._scripts.setdefault(source, client.register_script(source))
-        return script(keys=keys, args=args, client=client)
+        return self._calls.run(source, keys, args)
 
     def _presence(self, source: str, keys: list[str], args: list[Any]) -> Any:
         try:
@@ -591,7 +525,7 @@ class RedisHub(Hub):
         if "id" in envelope:
             self.deliver_to(envelope["id"], message)
         elif "channel" in envelope:
-            self.channel_message(envelope["channel"], message, "json" in envelope)
+            self.bus.deliver(envelope["channel"], message, "json" in envelope)
         else:
             self.deliver(message, envelope["to"], envelope.get("exclude", ()))
 
@@ -638,8 +572,20 @@ class RedisHub(Hub):
                     logger.warning("flask-duplex: could not announce expired members: %s", exc)
 
 
-def _ms(seconds: float) -> int:
-    return max(1, round(seconds * 1000))
+class RedisBus(ChannelBus):
+    """Server-side channels through Redis: published on the app's channel, which every
+    process's subscriber listens to (and hands to :meth:`deliver`)."""
+
+    def __init__(self, calls: RedisCalls, channel: str) -> None:
+        super().__init__()
+        self._calls = calls
+        self._channel = channel
+
+    def publish(self, channel: str, message: Message, is_json: bool) -> None:
+        envelope = {"channel": channel, **_pack(message)}
+        if is_json:
+            envelope["json"] = "1"
+        self._calls.publish(self._channel, envelope)
 
 
 def _pack(message: Message) -> dict[str, str]:

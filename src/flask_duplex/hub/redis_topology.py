@@ -24,6 +24,7 @@ and the hub keeps trying to reach it).
 
 from __future__ import annotations
 
+import inspect
 import threading
 import urllib.parse
 from collections.abc import Callable, Sequence
@@ -353,6 +354,21 @@ def _refuse_cluster_node(client: redis.Redis, url: str) -> None:
 
 class _BlockingSentinelPool(redis.sentinel.SentinelConnectionPool, redis.BlockingConnectionPool):
     """Sentinel's pool (connections find the master anew) with a bounded wait for a free one."""
+
+    def disconnect(self, inuse_connections: bool = True) -> None:
+        # Sentinel's pool calls disconnect(inuse_connections=False) whenever the
+        # master's address changes (the first lookup included); redis-py 5.0's
+        # BlockingConnectionPool.disconnect takes no argument, and then drops
+        # every connection, which a new master calls for anyway.
+        if _DISCONNECT_CHOOSES:
+            redis.BlockingConnectionPool.disconnect(self, inuse_connections=inuse_connections)
+        else:
+            redis.BlockingConnectionPool.disconnect(self)
+
+
+_DISCONNECT_CHOOSES = (
+    "inuse_connections" in inspect.signature(redis.BlockingConnectionPool.disconnect).parameters
+)
 
 
 def _sentinel_master(address: SentinelAddress, timeout: float) -> redis.Redis:

@@ -129,6 +129,7 @@ def check_rooms_presence_and_history(url: str, channel: str) -> None:
             bob_id: {"via": "second_node"},
         }
         check_order(first, bob, bob_id, "lobby")
+        check_targeted(first, second, bob)
         check_channels(first, second)
         check_deployment_task(first, second)
         check_history(first, second)
@@ -143,6 +144,24 @@ def check_order(sender: Node, conn: TestConnection, conn_id: str, room: str) -> 
             else:
                 sender.duplex.broadcast(f"m{n}", to=room)
     assert [conn.receive() for _ in range(40)] == [f"m{n}" for n in range(40)]
+
+
+def check_targeted(first: Node, second: Node, second_conn: TestConnection) -> None:
+    """A room without members on ``second`` costs its hub nothing: Redis sends it nothing.
+
+    A broadcast to everyone follows the room's broadcasts; the hub's subscriber reads its
+    channels in order, so once ``second_conn`` has it, the hub has read all that was sent to it.
+    """
+    with ExitStack() as stack:
+        conn, _ = join(stack, first, "only-first")
+        before = second.hub.received
+        for n in range(20):
+            first.broadcast(f"r{n}", to="only-first")
+        with first.app.app_context():
+            first.duplex.broadcast("to all")
+        assert [conn.receive() for _ in range(20)] == [f"r{n}" for n in range(20)]
+        assert second_conn.receive() == "to all"
+        assert second.hub.received == before + 1
 
 
 def check_channels(first: Node, second: Node) -> None:
@@ -193,6 +212,8 @@ def check_history(first: Node, second: Node) -> None:
     """Offsets follow each other across processes; a reconnect gets what it missed."""
     client = second.duplex.test_client()
     with first.duplex.test_client().connect("/feed") as sender, client.connect("/feed") as away:
+        for conn in (sender, away):  # In the room once its joined frame came.
+            assert json.loads(str(conn.receive()))["duplex"] == "joined"
         sender.send("0")
         [(offset, n)] = numbers(away, 1)
         assert n == 0

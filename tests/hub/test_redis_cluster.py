@@ -12,7 +12,7 @@ import pytest
 from redis.cluster import RedisCluster
 
 from tests.support.hub_checks import check_failover, check_rooms_presence_and_history, make_node
-from tests.support.redis_cluster import NODE_TIMEOUT_MS, Cluster, redis_cluster
+from tests.support.redis_cluster import NODE_TIMEOUT_MS, PASSWORD, Cluster, redis_cluster
 
 CHANNEL = "duplex-cluster-tests"
 
@@ -30,7 +30,9 @@ def test_rooms_presence_channels_tasks_and_history_on_a_cluster(cluster: Cluster
 
 def test_a_cluster_client_passed_in_is_used_as_it_is(cluster: Cluster) -> None:
     """A redis.cluster.RedisCluster as DUPLEX_MESSAGE_QUEUE is used, and left open at close()."""
-    client = RedisCluster(host="127.0.0.1", port=cluster.nodes[1].port, socket_timeout=2)
+    client = RedisCluster(
+        host="127.0.0.1", port=cluster.nodes[1].port, password=PASSWORD, socket_timeout=2
+    )
     node = make_node(client, CHANNEL, "client_node")
     try:
         assert node.hub._clustered

@@ -9,7 +9,12 @@ from __future__ import annotations
 import redis
 
 from tests.support.hub_checks import check_failover, check_rooms_presence_and_history
-from tests.support.redis_sentinel import DOWN_AFTER_MS, FAILOVER_TIMEOUT_MS, sentinel_deployment
+from tests.support.redis_sentinel import (
+    DB,
+    DOWN_AFTER_MS,
+    FAILOVER_TIMEOUT_MS,
+    sentinel_deployment,
+)
 
 CHANNEL = "duplex-sentinel-tests"
 
@@ -18,6 +23,12 @@ def test_rooms_presence_channels_tasks_and_history_through_sentinel() -> None:
     """Everything the hub does works on the master the sentinels name."""
     with sentinel_deployment() as sentinels:
         check_rooms_presence_and_history(sentinels.url, CHANNEL)
+        # The URL's password opened the master, and its database is where the keys went.
+        url = sentinels.master.url
+        for db, has_keys in ((0, False), (DB, True)):
+            master = redis.Redis.from_url(url.replace("/0", f"/{db}"), socket_timeout=2)
+            assert (master.dbsize() > 0) is has_keys
+            master.close()
 
 
 def test_the_hub_follows_the_master_after_a_failover() -> None:
@@ -30,7 +41,7 @@ def test_the_hub_follows_the_master_after_a_failover() -> None:
             return port is not None and port != old
 
         def flush() -> None:
-            redis.Redis(port=sentinels.replica.port, socket_timeout=2).flushall()
+            sentinels.replica.client().flushall()
 
         # The sentinels see the master down after DOWN_AFTER_MS, then elect one of them to
         # promote the replica: a few seconds, never more than the failover timeout on top.

@@ -21,6 +21,8 @@ from tests.support.redis_server import RedisServer, free_cluster_port
 #: Milliseconds a master may be silent before the others deem it failed: the
 #: cluster's failover takes about this, plus the replicas' election.
 NODE_TIMEOUT_MS = 1000
+#: Every node's password, which the app's URL carries.
+PASSWORD = "cluster-secret"
 
 
 class Cluster:
@@ -28,13 +30,15 @@ class Cluster:
 
     def __init__(self, nodes: list[RedisServer]) -> None:
         self.nodes = nodes
-        self.url = f"redis+cluster://127.0.0.1:{nodes[0].port}"
+        self.url = f"redis+cluster://:{PASSWORD}@127.0.0.1:{nodes[0].port}"
 
     def alive(self) -> list[RedisServer]:
         return [n for n in self.nodes if n.process is not None and n.process.poll() is None]
 
     def client(self, node: RedisServer) -> redis.Redis:
-        return redis.Redis(port=node.port, socket_timeout=2, decode_responses=True)
+        return redis.Redis(
+            port=node.port, password=PASSWORD, socket_timeout=2, decode_responses=True
+        )
 
     def owner(self, key: str) -> int | None:
         """The port of the master that serves ``key``'s slot, as a live node sees it."""
@@ -100,13 +104,15 @@ def redis_cluster() -> Iterator[Cluster]:
             args += ["--cluster-node-timeout", str(NODE_TIMEOUT_MS)]
             # A replica takes over however long it was cut off from its master.
             args += ["--cluster-replica-validity-factor", "0"]
-            node = RedisServer(free_cluster_port(), str(folder), args=args)
+            args += ["--masterauth", PASSWORD]
+            node = RedisServer(free_cluster_port(), str(folder), password=PASSWORD, args=args)
             stack.callback(node.stop)
             node.start()
             nodes.append(node)
         addresses = [f"127.0.0.1:{node.port}" for node in nodes]
+        create = ["--cluster", "create", *addresses, "--cluster-replicas", "1", "--cluster-yes"]
         subprocess.run(
-            [cli, "--cluster", "create", *addresses, "--cluster-replicas", "1", "--cluster-yes"],
+            [cli, "-a", PASSWORD, "--no-auth-warning", *create],
             check=True,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,

@@ -21,6 +21,9 @@ from tests.support.redis_server import RedisServer
 from tests.support.servers import free_port
 
 SERVICE = "mymaster"
+#: The master's and the replica's password, which the app's URL carries, and its database.
+PASSWORD = "sentinel-secret"
+DB = 2
 DOWN_AFTER_MS = 1000  # A master silent this long is down, for one sentinel.
 FAILOVER_TIMEOUT_MS = 3000
 
@@ -33,7 +36,7 @@ class Sentinels:
         self.replica = replica
         self.ports = ports
         hosts = ",".join(f"127.0.0.1:{port}" for port in ports)
-        self.url = f"redis+sentinel://{hosts}/{SERVICE}"
+        self.url = f"redis+sentinel://:{PASSWORD}@{hosts}/{SERVICE}/{DB}"
 
     def master_port(self) -> int | None:
         """The port the first sentinel that answers names as the master's."""
@@ -86,6 +89,7 @@ def _start_sentinel(workdir: Path, port: int, master_port: int) -> subprocess.Po
         "bind 127.0.0.1\n"
         f"dir {workdir}\n"
         f"sentinel monitor {SERVICE} 127.0.0.1 {master_port} 2\n"
+        f"sentinel auth-pass {SERVICE} {PASSWORD}\n"
         f"sentinel down-after-milliseconds {SERVICE} {DOWN_AFTER_MS}\n"
         f"sentinel failover-timeout {SERVICE} {FAILOVER_TIMEOUT_MS}\n"
         f"sentinel parallel-syncs {SERVICE} 1\n"
@@ -115,11 +119,17 @@ def sentinel_deployment() -> Iterator[Sentinels]:
         replica_dir = Path(workdir, "replica")
         master_dir.mkdir()
         replica_dir.mkdir()
-        master = RedisServer(free_port(), str(master_dir))
+        # Each has the password, and the one it uses with its master (after a failover, the
+        # old master's replica is the new one's).
+        auth = ["--masterauth", PASSWORD]
+        master = RedisServer(free_port(), str(master_dir), password=PASSWORD, args=auth)
         stack.callback(master.stop)
         master.start()
         replica = RedisServer(
-            free_port(), str(replica_dir), args=["--replicaof", "127.0.0.1", str(master.port)]
+            free_port(),
+            str(replica_dir),
+            password=PASSWORD,
+            args=[*auth, "--replicaof", "127.0.0.1", str(master.port)],
         )
         stack.callback(replica.stop)
         replica.start()

@@ -114,6 +114,21 @@ class _PausableReader(StreamReader):
 _AT_EOF = StreamReader.at_eof.__code__
 
 
+class _Partial:
+    """A frame the fast path took the header of, whose payload comes in later reads."""
+
+    __slots__ = ("filled", "header", "payload")
+
+    def __init__(self, header: bytes, length: int) -> None:
+        self.header = header  # As it came, mask included: the parser may need it back.
+        self.payload = bytearray(length)  # Still masked.
+        self.filled = 0
+
+    def raw(self) -> bytes:
+        """The frame's bytes as they came, so far."""
+        return self.header + self.payload[: self.filled]
+
+
 class ServerProtocol(Protocol):
     """websockets' protocol, server side and open, with frames handed to a sink.
 
@@ -141,6 +156,8 @@ class ServerProtocol(Protocol):
         self._max_size = max_size
         # Frames taken by the fast path (receive_simple): with no extension only.
         self._simple = not extensions
+        # A frame the fast path is reading, longer than the reads that bring it.
+        self._partial: _Partial | None = None
         # websockets 16 renamed the size of the fragmented message being read.
         self._size_attribute = "current_size" if hasattr(self, "current_size") else "cur_size"
 
@@ -184,17 +201,33 @@ class ServerProtocol(Protocol):
         nothing buffered, no extension, no fragmented message under way and
         the connection open, each whole, unfragmented text or binary frame at
         the front of ``data`` is unmasked and handed to ``sink.on_message``
-        without websockets' generator-based parser. At the first frame that
-        is anything else (a control frame, a fragment, one cut by the end of
-        the read, one over ``max_size``, invalid UTF-8), the rest of ``data``
-        goes to the parser, which handles it, and fails the connection, as
-        it always does. If the sink fills up, the rest waits in the buffer.
+        without websockets' generator-based parser. A frame whose payload goes
+        on past the end of ``data`` is gathered, still masked, in a buffer of
+        its length (at most ``max_size``) over the next reads, then handed
+        over: one copy of a large message instead of the parser's several.
+        At the first frame that is anything else (a control frame, a
+        fragment, one whose header is cut by the end of the read, one over
+        ``max_size``, invalid UTF-8), the rest of ``data`` goes to the
+        parser, which handles it, and fails the connection, as it always
+        does; so does a frame under way when the peer leaves. If the sink
+        fills up, the rest waits in the buffer.
 
         Returns:
             Whether ``data`` was taken (all of it); False leaves it to
             :meth:`receive_data`.
         """
         reader = self._input
+        sink = self.sink
+        assert sink is not None
+        taken = False  # Part of data went to a frame under way.
+        if self._partial is not None:
+            data = self._receive_partial(data, sink)
+            if not data:
+                return True
+            if reader.holding:  # The sink is full.
+                reader.buffer += data
+                return True
+            taken = True
         # The parser waits in at_eof, before a frame: see _at_frame_start.
         waiting = self.parser.gi_yieldfrom  # type: ignore[attr-defined]
         if (
@@ -207,9 +240,10 @@ class ServerProtocol(Protocol):
             or self.state is not _OPEN
             or self.debug
         ):
+            if taken:
+                super().receive_data(data)
+                return True
             return False
-        sink = self.sink
-        assert sink is not None
         max_size = self._max_size
         end = len(data)
         position = 0
@@ -231,8 +265,17 @@ class ServerProtocol(Protocol):
                     break
                 length = int.from_bytes(data[position + 2 : position + 10], "big")
             stop = start + length
-            if stop > end or (max_size is not None and length > max_size):
+            if max_size is not None and length > max_size:
                 break
+            if stop > end:
+                if start > end:
+                    break  # The header itself is cut: the parser waits for the rest.
+                # The payload comes in the next reads: gather it here, still
+                # masked, in one buffer of its length (at most max_size).
+                partial = self._partial = _Partial(data[position:start], length)
+                partial.payload[: end - start] = data[start:end]
+                partial.filled = end - start
+                return True
             payload = apply_mask(data[start:stop], data[start - 4 : start])
             if first == 0x81:
                 try:
@@ -250,6 +293,39 @@ class ServerProtocol(Protocol):
         if position < end:
             super().receive_data(data[position:] if position else data)
         return True
+
+    def _receive_partial(self, data: bytes, sink: FrameSink) -> bytes:
+        """Go on with the frame under way; return what of ``data`` comes after it."""
+        partial = self._partial
+        assert partial is not None
+        payload = partial.payload
+        take = min(len(payload) - partial.filled, len(data))
+        payload[partial.filled : partial.filled + take] = data[:take] if take < len(data) else data
+        partial.filled += take
+        if partial.filled < len(payload):
+            return b""
+        self._partial = None
+        header = partial.header
+        unmasked = apply_mask(payload, header[-4:])
+        if header[0] == 0x81:
+            try:
+                message: str | bytes = unmasked.decode()
+            except UnicodeDecodeError:
+                # The parser fails the connection with 1007, as it does.
+                super().receive_data(header + bytes(payload) + data[take:])
+                return b""
+        else:
+            message = unmasked
+        sink.on_message(message)
+        return data[take:]
+
+    def receive_eof(self) -> None:
+        partial = self._partial
+        if partial is not None:
+            # The peer left in the middle of a frame: the parser says how that ends.
+            self._partial = None
+            super().receive_data(partial.raw())
+        super().receive_eof()
 
     def recv_frame(self, frame: Frame) -> None:
         sink = self.sink

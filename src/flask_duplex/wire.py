@@ -117,16 +117,18 @@ _AT_EOF = StreamReader.at_eof.__code__
 class _Partial:
     """A frame the fast path took the header of, whose payload comes in later reads."""
 
-    __slots__ = ("filled", "header", "payload")
+    __slots__ = ("chunks", "header", "missing")
 
     def __init__(self, header: bytes, length: int) -> None:
         self.header = header  # As it came, mask included: the parser may need it back.
-        self.payload = bytearray(length)  # Still masked.
-        self.filled = 0
+        # The payload's pieces as they came, still masked: views of the reads,
+        # joined once at the end (no buffer filled with zeros first).
+        self.chunks: list[memoryview] = []
+        self.missing = length
 
     def raw(self) -> bytes:
         """The frame's bytes as they came, so far."""
-        return self.header + self.payload[: self.filled]
+        return b"".join([self.header, *self.chunks])
 
 
 class ServerProtocol(Protocol):
@@ -273,8 +275,8 @@ class ServerProtocol(Protocol):
                 # The payload comes in the next reads: gather it here, still
                 # masked, in one buffer of its length (at most max_size).
                 partial = self._partial = _Partial(data[position:start], length)
-                partial.payload[: end - start] = data[start:end]
-                partial.filled = end - start
+                partial.chunks.append(memoryview(data)[start:])
+                partial.missing -= end - start
                 return True
             payload = apply_mask(data[start:stop], data[start - 4 : start])
             if first == 0x81:
@@ -298,21 +300,21 @@ class ServerProtocol(Protocol):
         """Go on with the frame under way; return what of ``data`` comes after it."""
         partial = self._partial
         assert partial is not None
-        payload = partial.payload
-        take = min(len(payload) - partial.filled, len(data))
-        payload[partial.filled : partial.filled + take] = data[:take] if take < len(data) else data
-        partial.filled += take
-        if partial.filled < len(payload):
+        take = min(partial.missing, len(data))
+        partial.chunks.append(memoryview(data)[:take] if take < len(data) else memoryview(data))
+        partial.missing -= take
+        if partial.missing:
             return b""
         self._partial = None
         header = partial.header
+        payload = b"".join(partial.chunks)
         unmasked = apply_mask(payload, header[-4:])
         if header[0] == 0x81:
             try:
                 message: str | bytes = unmasked.decode()
             except UnicodeDecodeError:
                 # The parser fails the connection with 1007, as it does.
-                super().receive_data(header + bytes(payload) + data[take:])
+                super().receive_data(header + payload + data[take:])
                 return b""
         else:
             message = unmasked

@@ -2,8 +2,9 @@
 
 The page is rewritten by every ``python -m bench --write-docs``, except the sections it does not
 write: "What dominates the hot path", written by hand from a profile, and the tables that
-``python -m bench.fanout`` and ``python -m bench.floor`` put under their own headings. Those are
-kept as they are, so a run of some rows only, or ``--report-only``, loses none of them.
+``python -m bench.fanout``, ``bench.floor``, ``bench.history`` and ``bench.idle`` put under their
+own headings. Those are kept as they are, so a run of some rows only, or ``--report-only``,
+loses none of them.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ HOT_PATH_HEADING = "## What dominates the hot path"
 FANOUT_HEADING = "## Broadcast fan-out"
 FLOOR_HEADING = "## Idle memory floor"
 HISTORY_HEADING = "## Rooms with history"
+IDLE_SCALE_HEADING = "## Idle connections at scale"
 # What the page says a full `make bench` takes (bench, fan-out and floor together).
 _MINUTES = 10
 HOT_PATH_PLACEHOLDER = "TODO(profile)"
@@ -38,6 +40,7 @@ def write_benchmarks_page(document: Document, tables: str, plot: Path, docs: Pat
         _section(existing, FLOOR_HEADING),
         _section(existing, FANOUT_HEADING),
         _section(existing, HISTORY_HEADING),
+        _section(existing, IDLE_SCALE_HEADING),
     ]
     page.write_text(_page(document, tables, image.name, "\n".join(filter(None, kept))))
     return page
@@ -82,6 +85,7 @@ each other, and rerun them on your own hardware before you size a deployment by 
 make bench        # about {_MINUTES} minutes; rewrites this page and bench/results/
 make bench-smoke  # each contender starts, runs every scenario at its smallest, and stops
 .venv-bench/bin/python -m bench.floor  # a held plain request's cost, beside a WebSocket's
+.venv-bench/bin/python -m bench.idle --steps 100,1000  # idle connections at scale, small
 # Some rows only: contenders with --only, scenarios with --scenario (both repeatable)
 .venv-bench/bin/python -m bench --only flask-duplex-werkzeug --only flask-sock-werkzeug \\
     --scenario cycle-x10 --scenario get-x10 --scenario open-x1

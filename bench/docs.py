@@ -24,7 +24,7 @@ FLOOR_HEADING = "## Idle memory floor"
 HISTORY_HEADING = "## Rooms with history"
 IDLE_SCALE_HEADING = "## Idle connections at scale"
 # What the page says a full `make bench` takes (bench, fan-out and floor together).
-_MINUTES = 10
+_MINUTES = 12
 HOT_PATH_PLACEHOLDER = "TODO(profile)"
 
 
@@ -118,6 +118,13 @@ programs share the machine.
   a message, waits for its echo, and sends the next. Messages/s are echoes completed per second
   over all connections; MB/s is payload (10⁶ bytes) echoed per second; round trips are measured
   per message, from send to the whole echo received.
+- **As deployed (unpinned)**: after the pinned pass, the echo of 32 B over 10 connections, of
+  64 KiB over 10 and of 32 B over 1 run again on Flask-Duplex's three servers, websockets'
+  threading and asyncio servers and picows, each on a fresh server, with server and load
+  generator free to run on any core, as a deployed server is. The pinned figures say what the
+  server alone can do; the unpinned ones add what a thread per connection pays where the
+  scheduler moves threads between cores, and each table says which it shows.
+  `--pinned-only` skips this pass.
 - **Fragmented messages** (`frag-deflate-x1`, `frag-deflate-x10`, `frag-x10`): a 64 KiB text
   message (JSON-like, from a fixed seed) sent in 256-byte frames and echoed whole, one message in
   flight per connection. *deflate* is the load of the Autobahn test suite's case 12.1.14: the

@@ -65,6 +65,10 @@ SERVER_RESERVE = 64
 HOLDER_RESERVE = 32
 # Source ports kept free per source address, below the ephemeral range's size.
 PORT_MARGIN = 500
+# Source addresses .2 to .201 of the run's /24.
+MAX_HOLDERS = 200
+# Control frames (pings) the new client skips while it waits for one echo, or for the close.
+MAX_CONTROL_FRAMES = 100
 _BINARY, _PING, _PONG, _CLOSE = 0x2, 0x9, 0xA, 0x8
 _CLOSE_1000 = masked_frame(_CLOSE, (1000).to_bytes(2, "big"))
 
@@ -209,17 +213,22 @@ def probe(port: int, round_trips: int = PROBE_ROUND_TRIPS) -> dict[str, Any]:
                 sent = time.perf_counter()
                 sock.sendall(message)
                 opcode, echo = frames.next()
-                while opcode != _BINARY:  # a keepalive ping may come first
-                    if opcode == _PING:
+                for _ in range(MAX_CONTROL_FRAMES):
+                    if opcode == _BINARY:
+                        break
+                    if opcode == _PING:  # a keepalive ping may come first
                         sock.sendall(masked_frame(_PONG, echo))
                     opcode, echo = frames.next()
+                else:
+                    raise Failure("the new client got no echo, only control frames")
                 times.append(time.perf_counter() - sent)
                 if echo != payload:
                     raise Failure("the new client's echo differs from the message sent")
             sock.sendall(_CLOSE_1000)
             with suppress(OSError, Failure):
-                while frames.next()[0] != _CLOSE:
-                    pass
+                for _ in range(MAX_CONTROL_FRAMES):
+                    if frames.next()[0] == _CLOSE:
+                        break
     except OSError as exc:
         raise Failure(f"the new client failed: {type(exc).__name__}: {exc}") from exc
     times.sort()
@@ -242,14 +251,18 @@ def _open(
     core = CLIENT_CORE if can_pin() else None
     while count > 0:
         if not holders or holders[-1].held >= holders[-1].capacity:
+            if len(holders) == MAX_HOLDERS:
+                return {"seconds": None, "error": f"{MAX_HOLDERS} source addresses are not enough"}
             source = f"{network}.{2 + len(holders)}"
             holders.append(HolderProcess(port, source, logs / f"idle-holder-{source}.log", core))
         holder = holders[-1]
         batch = min(count, holder.capacity - holder.held)
+        if batch <= 0:
+            return {"seconds": None, "error": f"a holder may open only {holder.capacity} files"}
         answer = holder.ask(f"open {batch}", timeout=30.0 + batch / 100)
         holder.held += answer["opened"]
         count -= answer["opened"]
-        if answer["error"]:
+        if answer["error"] or not answer["opened"]:
             return {"seconds": None, "error": f"{holder.source}: {answer['error']}"}
     return {"seconds": time.perf_counter() - started, "error": None}
 
@@ -438,7 +451,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     if arguments.connections is not None:
         steps = [step for step in steps if step < arguments.connections] + [arguments.connections]
     raise_open_files_limit()
-    results = run(steps)
+    try:
+        results = run(steps)
+    except (Failure, RuntimeError) as exc:
+        # The server and every holder are stopped by now; say why in one line.
+        sys.exit(f"bench.idle: {str(exc).splitlines()[0]}")
     text = table(results)
     print(text)
     arguments.results.mkdir(parents=True, exist_ok=True)

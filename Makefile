@@ -130,6 +130,7 @@ bench: $(BENCH_STAMP)
 	$(BENCH_BIN)/python -m bench.fanout --write-docs
 	$(BENCH_BIN)/python -m bench.floor --write-docs
 	$(BENCH_BIN)/python -m bench.history --write-docs
+	$(BENCH_BIN)/python -m bench.idle --write-docs
 
 # Each contender starts, runs every scenario at its smallest, and stops: well under a minute.
 bench-smoke: $(BENCH_STAMP)

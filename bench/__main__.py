@@ -2,6 +2,11 @@
 
 Writes bench/results/latest.json (every figure), latest.md (the tables) and throughput.png; with
 ``--write-docs``, also docs/benchmarks.md and docs/benchmarks-throughput.png.
+
+Where the machine can pin (two cores or more), the server and the load generator run on separate
+cores; then a second, shorter pass runs a few echo scenarios (``bench.scenarios.UNPINNED``) on a
+few contenders (``bench.contenders.UNPINNED_CONTENDERS``) again without pinning, as a server runs
+where it is deployed, and its figures go under ``unpinned`` in the results.
 """
 
 from __future__ import annotations
@@ -15,12 +20,12 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from bench.contenders import CONTENDERS, Contender
+from bench.contenders import CONTENDERS, UNPINNED_CONTENDERS, Contender
 from bench.process import raise_open_files_limit
 from bench.record import Document, load_average, new_document, save
 from bench.report import markdown_report
 from bench.runner import ROOT, Runner, run_contender, smoke
-from bench.scenarios import SCENARIOS, SMOKE_TIMING, Scenario, Timing
+from bench.scenarios import SCENARIOS, SMOKE_TIMING, UNPINNED, Scenario, Timing
 
 RESULTS = ROOT / "bench" / "results"
 
@@ -54,6 +59,11 @@ def parse_arguments(argv: list[str]) -> argparse.Namespace:
     )
     parser.add_argument(
         "--no-pin", action="store_true", help="let server and load generator share all cores"
+    )
+    parser.add_argument(
+        "--pinned-only",
+        action="store_true",
+        help="skip the second, unpinned pass of a few echo scenarios (run after the pinned one)",
     )
     parser.add_argument(
         "--write-docs", action="store_true", help="also rewrite docs/benchmarks.md and its plot"
@@ -102,6 +112,12 @@ def run_smoke(runner: Runner, contenders: list[Contender]) -> bool:
     passed = smoke(runner, contenders)
     document = new_document(contenders, list(SCENARIOS), SMOKE_TIMING, runner.pin)
     document["results"].update(passed)
+    # The unpinned table is built from the same figures: it is the formatting that is checked.
+    document["unpinned"] = {
+        key: {scenario: figures[scenario] for scenario in UNPINNED if scenario in figures}
+        for key, figures in passed.items()
+        if key in UNPINNED_CONTENDERS
+    }
     try:
         markdown_report(document)
     except Exception as exc:
@@ -138,12 +154,36 @@ def run(
             runner, contender, scenarios, timing, on_result=_report_progress
         )
         save(document, results_file)  # after each contender, so an interrupted run keeps them
+    if runner.pin and not arguments.pinned_only:
+        run_unpinned(document, runner, contenders, scenarios, timing)
+        save(document, results_file)
     document["wall_time_s"] = round(time.perf_counter() - started, 1)
     document["load_average_end"] = load_average()
     save(document, results_file)
     _progress(f"saved {_relative(results_file)}")
     publish(arguments, document)
     _progress(f"total wall time {time.perf_counter() - started:.0f} s")
+
+
+def run_unpinned(
+    document: Document,
+    pinned: Runner,
+    contenders: list[Contender],
+    scenarios: list[Scenario],
+    timing: Timing,
+) -> None:
+    """Run the unpinned scenarios of the run again on its unpinned contenders, without pinning.
+
+    Their figures go to ``document["unpinned"]``, contender key -> scenario key -> figures.
+    """
+    runner = Runner(pinned.logs, pin=False)
+    chosen = [s for s in scenarios if s.key in UNPINNED]
+    document["unpinned"] = {}
+    for contender in (c for c in contenders if c.key in UNPINNED_CONTENDERS and chosen):
+        _progress(f"{contender.label}, as deployed (unpinned)")
+        document["unpinned"][contender.key] = run_contender(
+            runner, contender, chosen, timing, on_result=_report_progress
+        )
 
 
 def publish(arguments: argparse.Namespace, document: Document) -> None:

@@ -11,6 +11,7 @@ __all__ = [
     "FLASK_DUPLEX",
     "FLASK_SOCK",
     "REFERENCE",
+    "UNPINNED_CONTENDERS",
     "Contender",
     "flask_sock_peer",
 ]
@@ -179,6 +180,19 @@ CONTENDERS: tuple[Contender, ...] = (
 
 # Every Flask-Duplex figure is also given as a ratio to this contender's.
 REFERENCE = next(c for c in CONTENDERS if c.key == "websockets-asyncio")
+
+# Those that also run the unpinned scenarios (bench.scenarios.UNPINNED) a second time with server
+# and load generator free to share the cores, as deployed: Flask-Duplex on the servers users
+# deploy it on, websockets' threading server (threads and the GIL, as Werkzeug and gthread) and
+# asyncio server (one thread, as gevent), and picows.
+UNPINNED_CONTENDERS: tuple[str, ...] = (
+    "flask-duplex-werkzeug",
+    "flask-duplex-gthread",
+    "flask-duplex-gevent",
+    "websockets-threading",
+    "websockets-asyncio",
+    "picows",
+)
 
 
 def flask_sock_peer(contender: Contender) -> Contender | None:

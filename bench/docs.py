@@ -2,8 +2,9 @@
 
 The page is rewritten by every ``python -m bench --write-docs``, except the sections it does not
 write: "What dominates the hot path", written by hand from a profile, and the tables that
-``python -m bench.fanout`` and ``python -m bench.floor`` put under their own headings. Those are
-kept as they are, so a run of some rows only, or ``--report-only``, loses none of them.
+``python -m bench.fanout``, ``bench.floor``, ``bench.history`` and ``bench.idle`` put under their
+own headings. Those are kept as they are, so a run of some rows only, or ``--report-only``,
+loses none of them.
 """
 
 from __future__ import annotations
@@ -21,8 +22,9 @@ HOT_PATH_HEADING = "## What dominates the hot path"
 FANOUT_HEADING = "## Broadcast fan-out"
 FLOOR_HEADING = "## Idle memory floor"
 HISTORY_HEADING = "## Rooms with history"
+IDLE_SCALE_HEADING = "## Idle connections at scale"
 # What the page says a full `make bench` takes (bench, fan-out and floor together).
-_MINUTES = 10
+_MINUTES = 12
 HOT_PATH_PLACEHOLDER = "TODO(profile)"
 
 
@@ -38,6 +40,7 @@ def write_benchmarks_page(document: Document, tables: str, plot: Path, docs: Pat
         _section(existing, FLOOR_HEADING),
         _section(existing, FANOUT_HEADING),
         _section(existing, HISTORY_HEADING),
+        _section(existing, IDLE_SCALE_HEADING),
     ]
     page.write_text(_page(document, tables, image.name, "\n".join(filter(None, kept))))
     return page
@@ -82,6 +85,8 @@ each other, and rerun them on your own hardware before you size a deployment by 
 make bench        # about {_MINUTES} minutes; rewrites this page and bench/results/
 make bench-smoke  # each contender starts, runs every scenario at its smallest, and stops
 .venv-bench/bin/python -m bench.floor  # a held plain request's cost, beside a WebSocket's
+.venv-bench/bin/python -m bench.idle --steps 100,1000  # idle connections at scale, small
+.venv-bench/bin/python -m bench.switches  # thread switches per message, pinned and not (perf)
 # Some rows only: contenders with --only, scenarios with --scenario (both repeatable)
 .venv-bench/bin/python -m bench --only flask-duplex-werkzeug --only flask-sock-werkzeug \\
     --scenario cycle-x10 --scenario get-x10 --scenario open-x1
@@ -114,6 +119,13 @@ programs share the machine.
   a message, waits for its echo, and sends the next. Messages/s are echoes completed per second
   over all connections; MB/s is payload (10⁶ bytes) echoed per second; round trips are measured
   per message, from send to the whole echo received.
+- **As deployed (unpinned)**: after the pinned pass, the echo of 32 B over 10 connections, of
+  64 KiB over 10 and of 32 B over 1 run again on Flask-Duplex's three servers, websockets'
+  threading and asyncio servers and picows, each on a fresh server, with server and load
+  generator free to run on any core, as a deployed server is. The pinned figures say what the
+  server alone can do; the unpinned ones add what a thread per connection pays where the
+  scheduler moves threads between cores, and each table says which it shows.
+  `--pinned-only` skips this pass.
 - **Fragmented messages** (`frag-deflate-x1`, `frag-deflate-x10`, `frag-x10`): a 64 KiB text
   message (JSON-like, from a fixed seed) sent in 256-byte frames and echoed whole, one message in
   flight per connection. *deflate* is the load of the Autobahn test suite's case 12.1.14: the

@@ -25,6 +25,7 @@ __all__ = [
     "IDLE",
     "OPEN",
     "SCENARIOS",
+    "UNPINNED",
     "Scenario",
     "Timing",
     "size_label",
@@ -165,3 +166,7 @@ IDLE: tuple[Scenario, ...] = (
 # The idle scenarios run last, each on a freshly started server, so that threads and memory
 # left over from the other scenarios (gunicorn's thread pool keeps its threads) do not count.
 SCENARIOS: tuple[Scenario, ...] = (*ECHO, *FRAGMENTED, CYCLE, GET, OPEN, *IDLE)
+
+# The scenarios run a second time unpinned, as deployed (see bench.contenders.UNPINNED_CONTENDERS):
+# where a thread per connection pays for handing the GIL across cores, and one connection alone.
+UNPINNED: tuple[str, ...] = ("echo-32-x10", "echo-65536-x10", "echo-32-x1")

@@ -1,7 +1,7 @@
 """The results as Markdown tables, Flask-Duplex's ratios under its figures.
 
     tables.py       cells, ratios, number formats, the Markdown itself
-    messages.py     echo over open connections; fragmented messages
+    messages.py     echo over open connections, pinned and as deployed; fragmented messages
     connections.py  the connection cycle and its ceiling; opening; idle connections
 
 Everything here reads a results document (:mod:`bench.record`), so the tables can be rebuilt
@@ -16,7 +16,7 @@ from typing import Any
 
 from bench.record import Document
 from bench.report.connections import cycle_tables, idle_tables, open_table
-from bench.report.messages import echo_tables, fragmented_tables
+from bench.report.messages import echo_tables, fragmented_tables, unpinned_table
 from bench.report.tables import contenders, scenario_labels
 
 
@@ -25,6 +25,7 @@ def markdown_report(document: Document) -> str:
     sections = [
         _legend(document),
         *echo_tables(document),
+        *unpinned_table(document),
         *fragmented_tables(document),
         *cycle_tables(document),
         *open_table(document),
@@ -56,13 +57,22 @@ def _legend(document: Document) -> str:
 
 
 def _errors(document: Document) -> list[str]:
-    """What failed: a scenario, or the new client of an idle scenario."""
+    """What failed: a scenario (pinned or unpinned), or the new client of an idle scenario."""
+    labels = dict(contenders(document))
+    scenarios = scenario_labels(document)
+    unpinned = [
+        f"- {labels.get(key, key)}, {scenarios.get(scenario, scenario)}, as deployed "
+        f"(unpinned): {figures['error']}"
+        for key, by_scenario in (document.get("unpinned") or {}).items()
+        for scenario, figures in by_scenario.items()
+        if figures.get("error")
+    ]
     return [
         f"- {label}: {what}{figures[field]}"
         for label, figures in _all_figures(document)
         for field, what in (("error", ""), ("probe_error", "new client: "))
         if figures.get(field)
-    ]
+    ] + unpinned
 
 
 def _notes(document: Document) -> list[str]:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-__all__ = ["echo_tables", "fragmented_tables"]
+__all__ = ["echo_tables", "fragmented_tables", "unpinned_table"]
 
 from collections.abc import Sequence
 
+from bench.contenders import CONTENDERS, FLASK_DUPLEX
 from bench.record import Document
 from bench.report.tables import (
+    Figures,
     Format,
     cell,
     contenders,
@@ -19,7 +21,9 @@ from bench.report.tables import (
     milliseconds,
     peer_rows,
     ratio,
+    scenario_labels,
 )
+from bench.scenarios import UNPINNED
 
 Columns = Sequence[tuple[str, str]]  # (scenario key, column header)
 
@@ -174,3 +178,68 @@ def _cpu_table(document: Document, columns: Columns) -> str:
         "server's figures are a floor."
     )
     return f"{title}\n\n{note}\n\n" + markdown_table(["", *(label for _, label in columns)], rows)
+
+
+# Flask-Duplex's unpinned figures are also given as ratios to these peers': websockets' threading
+# server runs a thread per connection as Werkzeug and gthread do; its asyncio server, one loop.
+_UNPINNED_PEERS = ("websockets-threading", "websockets-asyncio")
+
+
+def unpinned_table(document: Document) -> list[str]:
+    """The echo scenarios run twice, pinned and as deployed (unpinned): messages/s side by side.
+
+    Empty when the run had no unpinned pass (``--pinned-only``, ``--no-pin``, one core).
+    """
+    unpinned: dict[str, dict[str, Figures]] = document.get("unpinned") or {}
+    scenarios = scenario_labels(document)
+    columns = [key for key in UNPINNED if key in scenarios]
+    keys = [c.key for c in CONTENDERS if c.key in unpinned]
+    if not keys or not columns:
+        return []
+    labels = dict(contenders(document))
+
+    def rate(by_contender: dict[str, dict[str, Figures]], key: str, scenario: str) -> str:
+        figures = by_contender.get(key, {}).get(scenario)
+        if figures is None:
+            return ""
+        value = figures.get("messages_per_s")
+        return ("error" if figures.get("error") else "n/a") if value is None else integer(value)
+
+    def share(
+        by_contender: dict[str, dict[str, Figures]], mine: str, theirs: str, scenario: str
+    ) -> str:
+        numerator = by_contender.get(mine, {}).get(scenario, {}).get("messages_per_s")
+        denominator = by_contender.get(theirs, {}).get(scenario, {}).get("messages_per_s")
+        return (
+            "n/a" if numerator is None or not denominator else f"*{numerator / denominator:.2f}x*"
+        )
+
+    both = (document["results"], unpinned)
+    rows = [
+        [labels.get(key, key), *(rate(run, key, column) for column in columns for run in both)]
+        for key in keys
+    ]
+    for peer in (p for p in _UNPINNED_PEERS if p in unpinned):
+        for mine in (c for c in CONTENDERS if c.library == FLASK_DUPLEX and c.key in unpinned):
+            label = f"*{FLASK_DUPLEX} on {mine.server} ÷ {labels.get(peer, peer)}*"
+            rows.append(
+                [label, *(share(run, mine.key, peer, column) for column in columns for run in both)]
+            )
+    header = [
+        "",
+        *(
+            f"{scenarios[column]}: {how}"
+            for column in columns
+            for how in ("pinned", "as deployed (unpinned)")
+        ),
+    ]
+    title = "### Echo as deployed (unpinned) beside pinned, messages/s (higher is better)"
+    note = (
+        "*pinned*: the figures of the tables above, the server on one core and the load "
+        "generator on the other. *as deployed (unpinned)*: the same scenario run again after "
+        "them, on a fresh server, with server and load generator free to run on any core, as a "
+        "deployed server is. A server with a thread per connection hands the GIL from thread to "
+        "thread, and unpinned those threads wake on either core. In the italic rows, above "
+        "1.00x is better for Flask-Duplex: its msg/s ÷ the peer's, in the same column."
+    )
+    return [f"{title}\n\n{note}\n\n" + markdown_table(header, rows)]

@@ -7,6 +7,7 @@ stops, and that the tables can be built from those figures.
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 from pathlib import Path
@@ -63,3 +64,22 @@ def test_the_memory_floor_runs_every_row() -> None:
     )
     # A thread per held request on Werkzeug, none on gevent: each row held its connections.
     assert [float(threads) for _, threads, _ in rows] == [1.0] * 3 + [0.0] * 3, done.stdout
+
+
+def test_idle_connections_at_scale_run_small_steps(tmp_path: Path) -> None:
+    """``python -m bench.idle`` on two small steps: both held, and a new client echoes at each."""
+    if not BENCH_PYTHON.exists():
+        pytest.fail(f"{BENCH_PYTHON.relative_to(ROOT)} is missing: run `make bench-env` first")
+    done = subprocess.run(
+        [str(BENCH_PYTHON), "-m", "bench.idle", "--steps", "20,50", "--results", str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    results = json.loads((tmp_path / "idle.json").read_text())
+    assert [row["held"] for row in results["steps"]] == [20, 50], done.stdout
+    for row in results["steps"]:
+        assert row["error"] is None and row["probe_round_trips"] == 200, row
+    assert re.search(r"^\| 50 \| 50 \| [\d.]+ \|", done.stdout, re.MULTILINE), done.stdout

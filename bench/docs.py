@@ -21,6 +21,7 @@ HOT_PATH_HEADING = "## What dominates the hot path"
 FANOUT_HEADING = "## Broadcast fan-out"
 FLOOR_HEADING = "## Idle memory floor"
 HISTORY_HEADING = "## Rooms with history"
+CLUSTER_HEADING = "## A simulated cluster"
 # What the page says a full `make bench` takes (bench, fan-out and floor together).
 _MINUTES = 10
 HOT_PATH_PLACEHOLDER = "TODO(profile)"
@@ -38,6 +39,7 @@ def write_benchmarks_page(document: Document, tables: str, plot: Path, docs: Pat
         _section(existing, FLOOR_HEADING),
         _section(existing, FANOUT_HEADING),
         _section(existing, HISTORY_HEADING),
+        _section(existing, CLUSTER_HEADING),
     ]
     page.write_text(_page(document, tables, image.name, "\n".join(filter(None, kept))))
     return page

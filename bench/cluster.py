@@ -1,0 +1,602 @@
+"""A simulated cluster on one machine: three nodes behind HAProxy, one Redis, rooms and a kill.
+
+``python -m bench.cluster`` (``make bench`` runs it last). As close to a deployment as one
+machine allows:
+
+- **Three nodes**, each a gunicorn with two gevent workers on a loopback port of its own,
+  serving ``bench.servers.cluster_app``, all on one redis-server started by the run and one
+  ``DUPLEX_CHANNEL``.
+- **HAProxy** in front (mode http, round robin, no sticky sessions, ``timeout tunnel`` for the
+  WebSockets, a health check every 500 ms), on a free loopback port, with a config the run
+  writes.
+- **Load**: ``--connections`` (10,000) in ``--rooms`` (200) rooms, opened through HAProxy by two
+  client processes (:mod:`bench.cluster_load`); a separate publisher process with no routes
+  (``Duplex(message_queue=..., channel=...)``) broadcasts one message per room per second for
+  ``--seconds`` (20), each carrying its send time.
+
+Each phase starts its own nodes and HAProxy on a Redis emptied for it:
+
+1. **targeted**: this checkout, rooms without history.
+2. **one channel**: the same on the ``src`` of commit 4369c6b, the last before targeted delivery,
+   where every process heard every message on the app's one channel (``--skip-old`` leaves it
+   out).
+3. **targeted, history, kill**: this checkout, every room keeps its last 200 messages; after the
+   window one node (its master and workers) is killed with SIGKILL, while the publisher goes on.
+   The clients it held reconnect through HAProxy to the others, resuming with ``duplex-since``.
+   (``--skip-kill`` leaves the kill out.)
+
+Measured in each phase's window (``--seconds`` of publishing):
+
+- **Latency**, from the send time in the message to its receipt by a client (one monotonic clock
+  for every process of the machine): p50 and p99.
+- **Redis-to-process messages per broadcast**, counted at Redis: the calls of PUBLISH during the
+  window (``INFO commandstats``, which counts the calls a script makes too), times the
+  subscribers of the channels published on (``PUBSUB NUMSUB``: the app's channel in the
+  one-channel design, every hub's channel in the targeted one; the run checks that each of those
+  channels has the same number, and says so when not), divided by the broadcasts sent.
+- **CPU per delivered message**: user plus system time of every node's processes, redis-server
+  and haproxy over the window (``/proc``), divided by the messages the clients received in it.
+- After the kill: the connections that dropped, the time from the kill until the last of them was
+  back in its room, and, per connection, whether any message of its room was missed (every
+  offset from its first join up to the room's last must have arrived) or came twice.
+
+Prints a table, writes bench/results/cluster.json, and with ``--write-docs`` puts the table in
+docs/benchmarks.md. Every process the run starts is stopped on the way out, whatever the reason.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import select
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import ExitStack, contextmanager, suppress
+from io import BytesIO
+from pathlib import Path
+from typing import Any
+
+import redis
+
+from bench import procfs
+from bench.docs import CLUSTER_HEADING, write_section
+from bench.fanout import gunicorn_gevent
+from bench.process import RunningServer, free_port, raise_open_files_limit, started_server
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results"
+DOCS_PAGE = ROOT / "docs" / "benchmarks.md"
+CHANNEL = "bench-cluster"
+OLD_COMMIT = "4369c6b"  # the last commit whose processes all heard the app's one channel
+NODES = 3
+WORKERS = 2  # gevent workers per node
+CLIENT_PROCESSES = 2
+KEPT = 200
+SETTLE = 1.0  # seconds after the last connection opened before publishing starts
+BACK_TIMEOUT = 60.0  # seconds the clients have to come back after the kill
+AFTER_BACK = 3.0  # seconds of publishing once every client is back
+ANSWER_TIMEOUT = 30.0  # seconds a load process has to answer a command
+
+
+# -- the processes --------------------------------------------------------------------------
+
+
+class _LoadProcess:
+    """A client or the publisher: commands on its stdin, one JSON line back for each."""
+
+    def __init__(self, name: str, command: list[str], env: dict[str, str], log: Path) -> None:
+        self.name = name
+        self._log = log.open("ab")
+        self.process = subprocess.Popen(
+            command,
+            cwd=ROOT,
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self._log,
+            start_new_session=True,
+        )
+
+    def read(self, timeout: float = ANSWER_TIMEOUT) -> dict[str, Any]:
+        """The next line of JSON it writes, within ``timeout`` seconds."""
+        assert self.process.stdout is not None
+        ready, _, _ = select.select([self.process.stdout], [], [], timeout)
+        if not ready:
+            raise RuntimeError(f"{self.name} did not answer within {timeout:.0f} s")
+        line = self.process.stdout.readline()
+        if not line:
+            raise RuntimeError(f"{self.name} exited (code {self.process.poll()}); see its log")
+        answer: dict[str, Any] = json.loads(line)
+        if "error" in answer:
+            raise RuntimeError(f"{self.name}: {answer['error']}")
+        return answer
+
+    def tell(self, command: str) -> None:
+        assert self.process.stdin is not None
+        self.process.stdin.write(command.encode() + b"\n")
+        self.process.stdin.flush()
+
+    def ask(self, command: str, timeout: float = ANSWER_TIMEOUT) -> dict[str, Any]:
+        self.tell(command)
+        return self.read(timeout)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            with suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(timeout=10)
+        for stream in (self.process.stdin, self.process.stdout):
+            if stream is not None:
+                with suppress(OSError):
+                    stream.close()
+        self._log.close()
+
+
+def _haproxy_config(port: int, nodes: Sequence[int], maxconn: int) -> str:
+    servers = "\n".join(f"    server node{i + 1} 127.0.0.1:{p}" for i, p in enumerate(nodes))
+    return f"""global
+    maxconn {maxconn}
+
+defaults
+    mode http
+    timeout connect 2s
+    timeout client 30s
+    timeout server 30s
+    # A WebSocket, once upgraded, is a tunnel: idle for as long as the app holds it.
+    timeout tunnel 1h
+    timeout client-fin 5s
+    # A node that refuses (killed, not yet marked down): try again, on another one.
+    retries 3
+    option redispatch 1
+
+frontend cluster
+    bind 127.0.0.1:{port}
+    maxconn {maxconn}
+    default_backend nodes
+
+backend nodes
+    balance roundrobin
+    default-server check inter 500ms fall 2 rise 2 maxconn {maxconn}
+{servers}
+"""
+
+
+@contextmanager
+def _haproxy(
+    nodes: Sequence[int], connections: int, log: Path
+) -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
+    """HAProxy on a free loopback port in front of ``nodes``: (port, process); stopped on exit."""
+    binary = shutil.which("haproxy") or "/usr/sbin/haproxy"
+    if not os.access(binary, os.X_OK):
+        raise RuntimeError("haproxy is not installed (make bench installs it)")
+    port = free_port()
+    with tempfile.TemporaryDirectory() as workdir:
+        config = Path(workdir) / "haproxy.cfg"
+        config.write_text(_haproxy_config(port, nodes, 2 * connections + 1000))
+        with log.open("ab") as out:
+            process = subprocess.Popen(
+                [binary, "-db", "-f", str(config)],
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        try:
+            deadline = time.monotonic() + 10
+            while not _accepts(port):
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"haproxy did not start; see {log}")
+                time.sleep(0.05)
+            yield port, process
+        finally:
+            if process.poll() is None:
+                with suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=10)
+
+
+def _accepts(port: int) -> bool:
+    import socket
+
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+    except OSError:
+        return False
+    return True
+
+
+def _old_src(stack: ExitStack) -> Path:
+    """The ``src`` of OLD_COMMIT, unpacked in a temporary directory that ``stack`` removes."""
+    archive = subprocess.run(
+        ["git", "archive", OLD_COMMIT, "src"], cwd=ROOT, check=True, capture_output=True
+    ).stdout
+    workdir = Path(stack.enter_context(tempfile.TemporaryDirectory()))
+    with tarfile.open(fileobj=BytesIO(archive)) as tar:
+        tar.extractall(workdir, filter="data")
+    return workdir / "src"
+
+
+# -- what Redis says --------------------------------------------------------------------------
+
+
+def _publish_calls(client: redis.Redis) -> int:
+    stats = client.info("commandstats")
+    return int(stats.get("cmdstat_publish", {}).get("calls", 0))
+
+
+def _subscribers(client: redis.Redis) -> dict[str, int]:
+    """Subscribers of every channel of the app that someone listens to."""
+    channels = [_text(c) for c in client.pubsub_channels(f"{CHANNEL}*")]
+    if not channels:
+        return {}
+    return {_text(name): int(count) for name, count in client.pubsub_numsub(*channels)}
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _hubs_per_room(client: redis.Redis) -> list[int]:
+    return [int(client.zcard(key)) for key in client.scan_iter(match=f"{CHANNEL}:hubs:*")]
+
+
+# -- one phase ------------------------------------------------------------------------------
+
+
+def _percentile(values: Sequence[int], fraction: float) -> float:
+    ordered = sorted(values)
+    return float(ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]) if ordered else 0.0
+
+
+def _run_phase(
+    name: str,
+    *,
+    redis_url: str,
+    redis_pid: int,
+    src: Path | None,
+    history: bool,
+    kill: bool,
+    connections: int,
+    rooms: int,
+    seconds: float,
+) -> dict[str, Any]:
+    client = redis.Redis.from_url(redis_url, socket_timeout=5)
+    client.flushall()
+    env = {
+        **os.environ,
+        "DUPLEX_MESSAGE_QUEUE": redis_url,
+        "DUPLEX_CHANNEL": CHANNEL,
+        "PYTHONUNBUFFERED": "1",
+    }
+    env.pop("BENCH_KEEP_HISTORY", None)
+    if history:
+        env["BENCH_KEEP_HISTORY"] = str(KEPT)
+    if src is not None:
+        env["PYTHONPATH"] = os.pathsep.join([str(src), str(ROOT)])
+    logs = RESULTS / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    row: dict[str, Any] = {"history": history, "src": OLD_COMMIT if src else "this checkout"}
+    saved = dict(os.environ)
+    os.environ.clear()
+    os.environ.update(env)  # started_server passes os.environ to the nodes
+    try:
+        with ExitStack() as stack:
+            nodes: list[RunningServer] = []
+            for index in range(NODES):
+                nodes.append(
+                    stack.enter_context(
+                        started_server(
+                            lambda port: gunicorn_gevent(
+                                port, workers=WORKERS, app="bench.servers.cluster_app:app"
+                            ),
+                            cwd=ROOT,
+                            log=logs / f"cluster-{name}-node{index + 1}.log",
+                            core=None,
+                        )
+                    )
+                )
+            proxy_port, proxy = stack.enter_context(
+                _haproxy([n.port for n in nodes], connections, logs / f"cluster-{name}-haproxy.log")
+            )
+            url = f"ws://127.0.0.1:{proxy_port}"
+            clients = []
+            share = -(-connections // CLIENT_PROCESSES)
+            for index in range(CLIENT_PROCESSES):
+                first = index * share
+                count = min(share, connections - first)
+                command = [sys.executable, "-m", "bench.cluster_load", "client", url]
+                command += ["--first", str(first), "--count", str(count), "--rooms", str(rooms)]
+                command += ["--history"] if history else []
+                load = _LoadProcess(
+                    f"client {index + 1}", command, env, logs / f"cluster-{name}-clients.log"
+                )
+                stack.callback(load.stop)
+                clients.append(load)
+            opening = time.monotonic()
+            for load in clients:
+                load.read(timeout=600)
+            row["open_s"] = time.monotonic() - opening
+            time.sleep(SETTLE)
+            row["hubs_per_room"] = statistics.mean(_hubs_per_room(client) or [0])
+            if src is not None and row["hubs_per_room"]:
+                raise RuntimeError(f"the nodes did not run the code of {src}")
+            command = [sys.executable, "-m", "bench.cluster_load", "publish"]
+            command += ["--channel", CHANNEL, "--rooms", str(rooms)]
+            command += ["--keep-history", str(KEPT)] if history else []
+            publisher = _LoadProcess("publisher", command, env, logs / f"cluster-{name}-pub.log")
+            stack.callback(publisher.stop)
+            publisher.read()
+            row.update(_window(publisher, clients, nodes, proxy.pid, redis_pid, client, seconds))
+            if kill:
+                row["kill"] = _kill_one(nodes[0], clients)
+            sent = publisher.ask("stop")
+            summaries = [load.ask("stop", timeout=60) for load in clients]
+            row["broadcasts_sent"] = sum(sent["sent"])
+            row["publish_errors"] = sent["errors"]
+            latencies = [v for s in summaries for v in s["latencies_us"]]
+            row["latency_ms"] = {
+                "p50": _percentile(latencies, 0.50) / 1000,
+                "p99": _percentile(latencies, 0.99) / 1000,
+                "samples": len(latencies),
+            }
+            if kill:
+                after = [v for s in summaries for v in s["after_kill_us"]]
+                row["kill"]["latency_after_ms"] = {
+                    "p50": _percentile(after, 0.50) / 1000,
+                    "p99": _percentile(after, 0.99) / 1000,
+                    "max": max(after, default=0) / 1000,
+                }
+            if history:
+                row["missed"] = _missed(summaries, sent["sent"])
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+        client.close()
+    return row
+
+
+def _window(
+    publisher: _LoadProcess,
+    clients: list[_LoadProcess],
+    nodes: list[RunningServer],
+    haproxy_pid: int,
+    redis_pid: int,
+    client: redis.Redis,
+    seconds: float,
+) -> dict[str, Any]:
+    """Measure ``seconds`` of publishing: deliveries at Redis, CPU, messages received."""
+    time.sleep(1.0)  # The publisher's first round, outside the window.
+
+    def cpu() -> dict[str, float]:
+        pids = [pid for node in nodes for pid in node.tree_pids()]
+        return {
+            "nodes": procfs.cpu_seconds(pids),
+            "redis": procfs.cpu_seconds([redis_pid]),
+            "haproxy": procfs.cpu_seconds([haproxy_pid]),
+        }
+
+    calls, used, sent = _publish_calls(client), cpu(), publisher.ask("count")["sent"]
+    received = sum(load.ask("window-start")["received"] for load in clients)
+    started = time.monotonic()
+    time.sleep(seconds)
+    received = sum(load.ask("window-end")["received"] for load in clients) - received
+    elapsed = time.monotonic() - started
+    broadcasts = publisher.ask("count")["sent"] - sent
+    calls, used = _publish_calls(client) - calls, {k: v - used[k] for k, v in cpu().items()}
+    subscribers = _subscribers(client)
+    # The channels a broadcast is published on: the hubs' in the targeted design, else the app's.
+    hubs = {name: n for name, n in subscribers.items() if ":hub:" in name}
+    published_on = hubs or {CHANNEL: subscribers.get(CHANNEL, 0)}
+    counts = sorted(set(published_on.values()))
+    per_call = statistics.mean(published_on.values()) if published_on else 0.0
+    return {
+        "window_s": elapsed,
+        "broadcasts": broadcasts,
+        "publish_calls": calls,
+        "publish_calls_per_broadcast": calls / broadcasts,
+        "subscribers_per_channel": counts,
+        "channels_published_on": len(published_on),
+        "deliveries_per_broadcast": calls * per_call / broadcasts,
+        "received": received,
+        "cpu_s": used,
+        "cpu_us_per_message": sum(used.values()) / max(received, 1) * 1e6,
+        "cpu_us_per_message_parts": {k: v / max(received, 1) * 1e6 for k, v in used.items()},
+    }
+
+
+def _kill_one(node: RunningServer, clients: list[_LoadProcess]) -> dict[str, Any]:
+    """SIGKILL the node's master and workers; wait until every client connection is back."""
+    before = [load.ask("kill") for load in clients]
+    killed_at = time.monotonic_ns()
+    pids = node.tree_pids()
+    with suppress(ProcessLookupError):
+        os.killpg(node.process.pid, signal.SIGKILL)
+    deadline = time.monotonic() + BACK_TIMEOUT
+    total = sum(answer["open"] for answer in before)
+    while True:
+        time.sleep(0.2)
+        states = [load.ask("status") for load in clients]
+        drops = sum(s["drops"] - b["drops"] for s, b in zip(states, before, strict=True))
+        if drops and sum(s["open"] for s in states) == total:
+            break
+        if time.monotonic() > deadline:
+            return {"error": f"not every client was back within {BACK_TIMEOUT:.0f} s"}
+    back_ns = max(s["last_join_ns"] for s in states)
+    time.sleep(AFTER_BACK)
+    return {"processes_killed": len(pids), "dropped": drops, "back_s": (back_ns - killed_at) / 1e9}
+
+
+def _missed(summaries: list[dict[str, Any]], sent: list[int]) -> dict[str, int]:
+    """Per connection, the offsets of its room that never arrived, from its join to the last."""
+    missed = connections_missing = 0
+    for summary in summaries:
+        for room, start, distinct, _last in summary["history"]:
+            gap = sent[int(room.removeprefix("room-"))] - start - distinct
+            missed += max(gap, 0)
+            connections_missing += gap > 0
+    return {
+        "messages": missed,
+        "connections": connections_missing,
+        "duplicates": sum(s["duplicates"] for s in summaries),
+        "not_recovered": sum(s["not_recovered"] for s in summaries),
+        "epoch_changes": sum(s["epoch_changes"] for s in summaries),
+    }
+
+
+# -- the run --------------------------------------------------------------------------------
+
+
+def run(arguments: argparse.Namespace) -> dict[str, Any]:
+    from tests.support.redis_server import redis_server
+
+    limit = raise_open_files_limit()
+    load_start = os.getloadavg()[0]
+    document: dict[str, Any] = {
+        "connections": arguments.connections,
+        "rooms": arguments.rooms,
+        "seconds": arguments.seconds,
+        "nodes": NODES,
+        "workers_per_node": WORKERS,
+        "open_files_limit": limit,
+        "load_average_start": load_start,
+        "phases": {},
+    }
+    sizes = {"connections": arguments.connections, "rooms": arguments.rooms}
+    with ExitStack() as stack:
+        phases: list[tuple[str, Path | None, bool, bool]] = [("targeted", None, False, False)]
+        if not arguments.skip_old:
+            phases.append(("one channel", _old_src(stack), False, False))
+        phases.append(("targeted, history", None, True, not arguments.skip_kill))
+        server = stack.enter_context(redis_server())
+        assert server.process is not None
+        for name, src, history, kill in phases:
+            print(f"{name}: ...", flush=True)
+            try:
+                row = _run_phase(
+                    name.replace(", ", "-").replace(" ", "-"),
+                    redis_url=server.url,
+                    redis_pid=server.process.pid,
+                    src=src,
+                    history=history,
+                    kill=kill,
+                    seconds=arguments.seconds,
+                    **sizes,
+                )
+            except Exception as exc:  # A phase that fails says so; the run goes on.
+                row = {"error": str(exc)}
+            document["phases"][name] = row
+            print(f"{name}: {json.dumps(row)}", flush=True)
+    document["load_average_end"] = os.getloadavg()[0]
+    return document
+
+
+def table(document: dict[str, Any]) -> str:
+    lines = [
+        f"{document['connections']:,} WebSocket connections in {document['rooms']} rooms "
+        f"through HAProxy to {document['nodes']} gunicorn nodes of {document['workers_per_node']} "
+        "gevent workers, one redis-server; a publisher process broadcasts one message per room "
+        f"per second; {document['seconds']:g} s measured per phase. Load average (1 minute) "
+        f"{document['load_average_start']:.1f} at the start, {document['load_average_end']:.1f} "
+        "at the end, on 2 cores: everything (nodes, Redis, HAProxy, clients) shares them.",
+        "",
+        "| phase | Redis-to-process messages per broadcast | PUBLISH calls per broadcast | "
+        "latency p50 / p99, ms | CPU per delivered message, µs (nodes + Redis + HAProxy) |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for name, row in document["phases"].items():
+        if "error" in row:
+            lines.append(f"| {name} | error: {row['error'][:80]} | | | |")
+            continue
+        parts = row["cpu_us_per_message_parts"]
+        lines.append(
+            f"| {name} | {row['deliveries_per_broadcast']:.2f} | "
+            f"{row['publish_calls_per_broadcast']:.2f} | "
+            f"{row['latency_ms']['p50']:.1f} / {row['latency_ms']['p99']:.1f} | "
+            f"{row['cpu_us_per_message']:.0f} ({parts['nodes']:.0f} + {parts['redis']:.0f} + "
+            f"{parts['haproxy']:.0f}) |"
+        )
+    lines.append("")
+    for name, row in document["phases"].items():
+        kill = row.get("kill")
+        if not kill:
+            continue
+        if "error" in kill:
+            lines.append(f"Kill ({name}): {kill['error']}.")
+            continue
+        missed = row.get("missed", {})
+        lines.append(
+            f"Kill ({name}): one node's {kill['processes_killed']} processes were killed with "
+            f"SIGKILL; {kill['dropped']:,} connections dropped and were all back in their rooms, "
+            f"through HAProxy, {kill['back_s']:.1f} s after the kill. Messages missed: "
+            f"{missed.get('messages', 0)} (connections with a gap: "
+            f"{missed.get('connections', 0)}); received twice: {missed.get('duplicates', 0)}; "
+            f"joins that could not recover: {missed.get('not_recovered', 0)}. Latency of what "
+            f"arrived after the kill (the replayed gaps included): p50 "
+            f"{kill['latency_after_ms']['p50']:.0f} ms, p99 {kill['latency_after_ms']['p99']:.0f} "
+            f"ms, slowest {kill['latency_after_ms']['max']:.0f} ms."
+        )
+    lines += ["", *_METHOD.strip().splitlines()]
+    return "\n".join(lines) + "\n"
+
+
+_METHOD = f"""
+`python -m bench.cluster` (`make bench` runs it; `--connections`, `--rooms`, `--seconds`,
+`--skip-old` and `--skip-kill` make a smaller run). Each phase starts its own three nodes
+(`gunicorn -k gevent -w {WORKERS}`, serving `bench/servers/cluster_app.py`) and HAProxy (mode
+http, round robin, no sticky sessions, `timeout tunnel 1h`, a health check every 500 ms,
+`retries 3` and `option redispatch`) on a Redis emptied for it. Two client processes (picows)
+open the connections through HAProxy; a publisher process with no routes,
+`Duplex(message_queue=..., channel=...)`, broadcasts one message of about 100 B per room per
+second, spread over the second, each carrying `time.monotonic_ns()` at its send.
+
+- **Redis-to-process messages per broadcast** are counted at Redis, not in the processes: the
+  calls of PUBLISH during the window (`INFO commandstats`; the PUBLISH calls a script makes are
+  counted there too), times the subscribers of the channels published on (`PUBSUB NUMSUB`: the
+  app's channel in the one-channel design, each hub's channel in the targeted design; every one
+  of those has the same number of subscribers, which the run checks and records in
+  bench/results/cluster.json), divided by the broadcasts sent in the window. *PUBLISH calls per
+  broadcast* is the first factor alone. The *one channel* row runs the nodes and the publisher
+  on the `src` of commit {OLD_COMMIT}, the last before targeted delivery (`git archive`).
+- **Latency** runs from the send time in the message to its receipt by a client, over every
+  message received in the window; both clocks are the machine's one monotonic clock.
+- **CPU per delivered message**: user plus system time, from `/proc/PID/stat`, of every node's
+  processes (masters and workers), redis-server and haproxy over the window, divided by the
+  messages the clients received in it. The clients and the publisher are not counted.
+- **The kill** (in the phase whose rooms keep their last {KEPT} messages): after the window, the
+  master and workers of one node get SIGKILL while the publisher goes on. The clients reconnect
+  through HAProxy (after a random wait of up to 0.5 s, then with a growing backoff), each
+  handing its position in its room in the upgrade request (`duplex-since`); *back* is the time
+  from the kill until the last of them had its `joined` frame. A message is missed when an
+  offset of its room, between the connection's first join and the room's last message, never
+  reached the connection.
+"""
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.cluster", description=__doc__)
+    parser.add_argument("--connections", type=int, default=10_000)
+    parser.add_argument("--rooms", type=int, default=200)
+    parser.add_argument("--seconds", type=float, default=20.0, help="measured per phase")
+    parser.add_argument("--skip-old", action="store_true", help="no one-channel phase")
+    parser.add_argument("--skip-kill", action="store_true", help="kill no node")
+    parser.add_argument("--write-docs", action="store_true", help="put the table in docs/")
+    arguments = parser.parse_args(argv)
+    document = run(arguments)
+    text = table(document)
+    print(text)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "cluster.json").write_text(json.dumps(document, indent=2))
+    if arguments.write_docs:
+        write_section(DOCS_PAGE, CLUSTER_HEADING, text)
+
+
+if __name__ == "__main__":
+    main()

@@ -304,6 +304,7 @@ def _run_phase(
                             cwd=ROOT,
                             log=logs / f"cluster-{name}-node{index + 1}.log",
                             core=None,
+                            ready_timeout=120,
                         )
                     )
                 )
@@ -352,6 +353,7 @@ def _run_phase(
             sent = publisher.ask("stop")
             summaries = [load.ask("stop", timeout=60) for load in clients]
             row["broadcasts_sent"] = sum(sent["sent"])
+            row["open_retries"] = sum(s["open_retries"] for s in summaries)
             row["publish_errors"] = sent["errors"]
             latencies = [v for s in summaries for v in s["latencies_us"]]
             row["latency_ms"] = {

@@ -33,7 +33,8 @@ from urllib.parse import quote
 __all__ = ["main"]
 
 BATCH = 100  # connections opened at once
-OPEN_TIMEOUT = 5.0  # seconds for one connection to open and get its joined frame
+OPEN_TIMEOUT = 10.0  # seconds for one connection to open and get its joined frame
+OPEN_ATTEMPTS = 5  # tries of each first opening (a loaded machine refuses some)
 RECONNECT_DEADLINE = 60.0  # seconds a dropped connection keeps trying
 PADDING = "x" * 64  # messages of about 100 B
 
@@ -60,6 +61,7 @@ class _Client:
         self.drops = 0
         self.last_join_ns = 0
         self.failed_reconnects = 0
+        self.open_retries = 0
         # Per connection: the room, its first position, the offsets it received.
         self.positions: dict[int, tuple[str, int]] = {}  # connection -> (epoch, last offset)
         self.starts: dict[int, int] = {}
@@ -191,7 +193,18 @@ class _Client:
         numbers = range(self.first, self.first + self.count)
         for start in range(0, self.count, BATCH):
             batch = numbers[start : start + BATCH]
-            await asyncio.gather(*(self.open_one(number) for number in batch))
+            await asyncio.gather(*(self.open_first(number) for number in batch))
+
+    async def open_first(self, number: int) -> None:
+        for attempt in range(OPEN_ATTEMPTS):
+            try:
+                await self.open_one(number)
+                return
+            except Exception:
+                if attempt == OPEN_ATTEMPTS - 1:
+                    raise
+                self.open_retries += 1
+                await asyncio.sleep(0.5 * (attempt + 1))
 
     def reply(self, command: str) -> dict[str, Any]:
         if command == "window-start":
@@ -225,6 +238,7 @@ class _Client:
             "epoch_changes": self.epoch_changes,
             "not_recovered": self.not_recovered,
             "failed_reconnects": self.failed_reconnects,
+            "open_retries": self.open_retries,
         }
 
 

@@ -59,7 +59,8 @@ import tarfile
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import ExitStack, contextmanager, suppress
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack, contextmanager, nullcontext, suppress
 from io import BytesIO
 from pathlib import Path
 from typing import Any
@@ -80,9 +81,9 @@ NODES = 3
 WORKERS = 2  # gevent workers per node
 CLIENT_PROCESSES = 2
 KEPT = 200
-SETTLE = 1.0  # seconds after the last connection opened before publishing starts
+SETTLE = 0.5  # seconds after the last connection opened before publishing starts
 BACK_TIMEOUT = 60.0  # seconds the clients have to come back after the kill
-AFTER_BACK = 3.0  # seconds of publishing once every client is back
+AFTER_BACK = 2.0  # seconds of publishing once every client is back
 ANSWER_TIMEOUT = 30.0  # seconds a load process has to answer a command
 
 
@@ -227,25 +228,66 @@ def _old_src(stack: ExitStack) -> Path:
 # -- what Redis says --------------------------------------------------------------------------
 
 
-def _publish_calls(client: redis.Redis) -> int:
-    stats = client.info("commandstats")
-    return int(stats.get("cmdstat_publish", {}).get("calls", 0))
+class _Redis:
+    """What a phase asks of its Redis: one server, or the masters of a Redis Cluster.
 
+    In a cluster the hub publishes by sharded pub/sub (SPUBLISH) and names its keys and
+    channels with the hash tag ``{channel}``; the counts are summed over the masters.
+    """
 
-def _subscribers(client: redis.Redis) -> dict[str, int]:
-    """Subscribers of every channel of the app that someone listens to."""
-    channels = [_text(c) for c in client.pubsub_channels(f"{CHANNEL}*")]
-    if not channels:
-        return {}
-    return {_text(name): int(count) for name, count in client.pubsub_numsub(*channels)}
+    def __init__(self, url: str, pids: list[int], ports: list[int], clustered: bool) -> None:
+        self.url, self.pids, self.clustered = url, pids, clustered
+        self.prefix = f"{{{CHANNEL}}}" if clustered else CHANNEL
+        self._clients = [redis.Redis(port=port, socket_timeout=5) for port in ports]
+
+    def masters(self) -> list[redis.Redis]:
+        if not self.clustered:
+            return self._clients
+        return [c for c in self._clients if c.info("replication")["role"] == "master"]
+
+    def flush(self) -> None:
+        for client in self.masters():
+            client.flushall()
+
+    def publish_calls(self) -> int:
+        """PUBLISH (or SPUBLISH) calls so far, those that scripts made included."""
+        total = 0
+        for client in self.masters():
+            stats = client.info("commandstats")
+            for command in ("publish", "spublish"):
+                total += int(stats.get(f"cmdstat_{command}", {}).get("calls", 0))
+        return total
+
+    def subscribers(self) -> dict[str, int]:
+        """Subscribers of every channel of the app that someone listens to."""
+        found: dict[str, int] = {}
+        for client in self.masters():
+            if self.clustered:
+                names = client.execute_command("PUBSUB SHARDCHANNELS", f"{self.prefix}*")
+                command = "PUBSUB SHARDNUMSUB"
+            else:
+                names = client.execute_command("PUBSUB CHANNELS", f"{self.prefix}*")
+                command = "PUBSUB NUMSUB"
+            if names:
+                reply = list(client.execute_command(command, *names))
+                # redis-py pairs NUMSUB's reply up; SHARDNUMSUB's comes flat.
+                if reply and not isinstance(reply[0], (list, tuple)):
+                    reply = list(zip(reply[::2], reply[1::2], strict=True))
+                for name, count in reply:
+                    found[_text(name)] = int(count)
+        return found
+
+    def hubs_per_room(self) -> list[int]:
+        pattern = f"{self.prefix}:hubs:*"
+        return [int(c.zcard(key)) for c in self.masters() for key in c.scan_iter(match=pattern)]
+
+    def close(self) -> None:
+        for client in self._clients:
+            client.close()
 
 
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
-
-
-def _hubs_per_room(client: redis.Redis) -> list[int]:
-    return [int(client.zcard(key)) for key in client.scan_iter(match=f"{CHANNEL}:hubs:*")]
 
 
 # -- one phase ------------------------------------------------------------------------------
@@ -256,11 +298,45 @@ def _percentile(values: Sequence[int], fraction: float) -> float:
     return float(ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]) if ordered else 0.0
 
 
+def _start_nodes(stack: ExitStack, name: str, connections: int, logs: Path) -> list[RunningServer]:
+    """Start the nodes side by side (each takes seconds to import); ``stack`` stops them."""
+
+    def command(port: int) -> list[str]:
+        return gunicorn_gevent(
+            port,
+            workers=WORKERS,
+            app="bench.servers.cluster_app:app",
+            worker_connections=connections,
+        )
+
+    starting = [
+        started_server(
+            command,
+            cwd=ROOT,
+            log=logs / f"cluster-{name}-node{index + 1}.log",
+            core=None,
+            ready_timeout=120,
+        )
+        for index in range(NODES)
+    ]
+    with ThreadPoolExecutor(NODES) as pool:
+        futures = [pool.submit(node.__enter__) for node in starting]
+    nodes, failure = [], None
+    for node, future in zip(starting, futures, strict=True):
+        try:
+            nodes.append(future.result())
+            stack.push(node.__exit__)
+        except Exception as exc:  # The others, started, are stopped all the same.
+            failure = exc
+    if failure is not None:
+        raise failure
+    return nodes
+
+
 def _run_phase(
     name: str,
     *,
-    redis_url: str,
-    redis_pid: int,
+    hub: _Redis,
     src: Path | None,
     history: bool,
     kill: bool,
@@ -269,11 +345,10 @@ def _run_phase(
     seconds: float,
     balancers: int,
 ) -> dict[str, Any]:
-    client = redis.Redis.from_url(redis_url, socket_timeout=5)
-    client.flushall()
+    hub.flush()
     env = {
         **os.environ,
-        "DUPLEX_MESSAGE_QUEUE": redis_url,
+        "DUPLEX_MESSAGE_QUEUE": hub.url,
         "DUPLEX_CHANNEL": CHANNEL,
         "PYTHONUNBUFFERED": "1",
     }
@@ -290,24 +365,7 @@ def _run_phase(
     os.environ.update(env)  # started_server passes os.environ to the nodes
     try:
         with ExitStack() as stack:
-            nodes: list[RunningServer] = []
-            for index in range(NODES):
-                nodes.append(
-                    stack.enter_context(
-                        started_server(
-                            lambda port: gunicorn_gevent(
-                                port,
-                                workers=WORKERS,
-                                app="bench.servers.cluster_app:app",
-                                worker_connections=connections,
-                            ),
-                            cwd=ROOT,
-                            log=logs / f"cluster-{name}-node{index + 1}.log",
-                            core=None,
-                            ready_timeout=120,
-                        )
-                    )
-                )
+            nodes = _start_nodes(stack, name, connections, logs)
             proxies = [
                 stack.enter_context(
                     _haproxy(
@@ -337,7 +395,7 @@ def _run_phase(
                 load.read(timeout=600)
             row["open_s"] = time.monotonic() - opening
             time.sleep(SETTLE)
-            row["hubs_per_room"] = statistics.mean(_hubs_per_room(client) or [0])
+            row["hubs_per_room"] = statistics.mean(hub.hubs_per_room() or [0])
             if src is not None and row["hubs_per_room"]:
                 raise RuntimeError(f"the nodes did not run the code of {src}")
             command = [sys.executable, "-m", "bench.cluster_load", "publish"]
@@ -347,7 +405,7 @@ def _run_phase(
             stack.callback(publisher.stop)
             publisher.read()
             haproxy_pids = [process.pid for _, process in proxies]
-            row.update(_window(publisher, clients, nodes, haproxy_pids, redis_pid, client, seconds))
+            row.update(_window(publisher, clients, nodes, haproxy_pids, hub, seconds))
             if kill:
                 row["kill"] = _kill_one(nodes[0], clients)
             sent = publisher.ask("stop")
@@ -373,7 +431,6 @@ def _run_phase(
     finally:
         os.environ.clear()
         os.environ.update(saved)
-        client.close()
     return row
 
 
@@ -382,8 +439,7 @@ def _window(
     clients: list[_LoadProcess],
     nodes: list[RunningServer],
     haproxy_pids: list[int],
-    redis_pid: int,
-    client: redis.Redis,
+    hub: _Redis,
     seconds: float,
 ) -> dict[str, Any]:
     """Measure ``seconds`` of publishing: deliveries at Redis, CPU, messages received."""
@@ -393,22 +449,22 @@ def _window(
         pids = [pid for node in nodes for pid in node.tree_pids()]
         return {
             "nodes": procfs.cpu_seconds(pids),
-            "redis": procfs.cpu_seconds([redis_pid]),
+            "redis": procfs.cpu_seconds(hub.pids),
             "haproxy": procfs.cpu_seconds(haproxy_pids),
         }
 
-    calls, used, sent = _publish_calls(client), cpu(), publisher.ask("count")["sent"]
+    calls, used, sent = hub.publish_calls(), cpu(), publisher.ask("count")["sent"]
     received = sum(load.ask("window-start")["received"] for load in clients)
     started = time.monotonic()
     time.sleep(seconds)
     received = sum(load.ask("window-end")["received"] for load in clients) - received
     elapsed = time.monotonic() - started
     broadcasts = publisher.ask("count")["sent"] - sent
-    calls, used = _publish_calls(client) - calls, {k: v - used[k] for k, v in cpu().items()}
-    subscribers = _subscribers(client)
+    calls, used = hub.publish_calls() - calls, {k: v - used[k] for k, v in cpu().items()}
+    subscribers = hub.subscribers()
     # The channels a broadcast is published on: the hubs' in the targeted design, else the app's.
     hubs = {name: n for name, n in subscribers.items() if ":hub:" in name}
-    published_on = hubs or {CHANNEL: subscribers.get(CHANNEL, 0)}
+    published_on = hubs or {hub.prefix: subscribers.get(hub.prefix, 0)}
     counts = sorted(set(published_on.values()))
     per_call = statistics.mean(published_on.values()) if published_on else 0.0
     return {
@@ -469,6 +525,8 @@ def _missed(summaries: list[dict[str, Any]], sent: list[int]) -> dict[str, int]:
 
 
 def run(arguments: argparse.Namespace) -> dict[str, Any]:
+    # The test suite's own: one redis-server, or six nodes of a Redis Cluster (three masters).
+    from tests.support.redis_cluster import Cluster, redis_cluster
     from tests.support.redis_server import redis_server
 
     limit = raise_open_files_limit()
@@ -489,25 +547,40 @@ def run(arguments: argparse.Namespace) -> dict[str, Any]:
     document["balancers"] = balancers
     sizes = {"connections": arguments.connections, "rooms": arguments.rooms, "balancers": balancers}
     with ExitStack() as stack:
-        phases: list[tuple[str, Path | None, bool, bool]] = [("targeted", None, False, False)]
+        # (name, src, rooms keep history, kill a node, on a Redis Cluster)
+        phases: list[tuple[str, Path | None, bool, bool, bool]] = [
+            ("targeted", None, False, False, False)
+        ]
         if not arguments.skip_old:
-            phases.append(("one channel", _old_src(stack), False, False))
-        phases.append(("targeted, history", None, True, not arguments.skip_kill))
+            phases.append(("one channel", _old_src(stack), False, False, False))
+        if not arguments.skip_redis_cluster:
+            phases.append(("targeted, Redis Cluster", None, False, False, True))
+        phases.append(("targeted, history", None, True, not arguments.skip_kill, False))
         server = stack.enter_context(redis_server())
         assert server.process is not None
-        for name, src, history, kill in phases:
+        for name, src, history, kill, clustered in phases:
             print(f"{name}: ...", flush=True)
             try:
-                row = _run_phase(
-                    name.replace(", ", "-").replace(" ", "-"),
-                    redis_url=server.url,
-                    redis_pid=server.process.pid,
-                    src=src,
-                    history=history,
-                    kill=kill,
-                    seconds=arguments.seconds,
-                    **sizes,
-                )
+                cluster: Cluster | None
+                with redis_cluster() if clustered else nullcontext(None) as cluster:
+                    if cluster is None:
+                        hub = _Redis(server.url, [server.process.pid], [server.port], False)
+                    else:
+                        ports = [node.port for node in cluster.nodes]
+                        pids = [node.process.pid for node in cluster.nodes if node.process]
+                        hub = _Redis(cluster.url, pids, ports, True)
+                    try:
+                        row = _run_phase(
+                            name.replace(", ", "-").replace(" ", "-").lower(),
+                            hub=hub,
+                            src=src,
+                            history=history,
+                            kill=kill,
+                            seconds=arguments.seconds,
+                            **sizes,
+                        )
+                    finally:
+                        hub.close()
             except Exception as exc:  # A phase that fails says so; the run goes on.
                 row = {"error": str(exc)}
             document["phases"][name] = row
@@ -616,7 +689,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--seconds", type=float, default=20.0, help="measured per phase")
     parser.add_argument("--skip-old", action="store_true", help="no one-channel phase")
     parser.add_argument("--skip-kill", action="store_true", help="kill no node")
+    parser.add_argument(
+        "--skip-redis-cluster", action="store_true", help="no phase on a Redis Cluster"
+    )
     parser.add_argument("--write-docs", action="store_true", help="put the table in docs/")
+    parser.add_argument(
+        "--name", default="cluster", help="write bench/results/NAME.json (default: cluster)"
+    )
     arguments = parser.parse_args(argv)
     # A SIGTERM (timeout, a CI runner) stops the run as Ctrl-C does: every process it started too.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
@@ -624,7 +703,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     text = table(document)
     print(text)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "cluster.json").write_text(json.dumps(document, indent=2))
+    (RESULTS / f"{arguments.name}.json").write_text(json.dumps(document, indent=2))
     if arguments.write_docs:
         write_section(DOCS_PAGE, CLUSTER_HEADING, text)
 

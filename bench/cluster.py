@@ -651,11 +651,11 @@ def _balancers(document: dict[str, Any]) -> str:
 
 _METHOD = f"""
 `python -m bench.cluster` (`make bench` runs it; `--connections`, `--rooms`, `--seconds`,
-`--skip-old` and `--skip-kill` make a smaller run). Each phase starts its own three nodes
-(`gunicorn -k gevent -w {WORKERS}`, serving `bench/servers/cluster_app.py`) and HAProxy (mode
-http, round robin, no sticky sessions, `timeout tunnel 1h`, a health check every 500 ms,
-`retries 3` and `option redispatch`) on a Redis emptied for it. Two client processes (picows)
-open the connections through HAProxy; a publisher process with no routes,
+`--skip-old`, `--skip-redis-cluster` and `--skip-kill` make a smaller run). Each phase starts
+its own three nodes (`gunicorn -k gevent -w {WORKERS}`, serving `bench/servers/cluster_app.py`)
+and HAProxy (mode http, round robin, no sticky sessions, `timeout tunnel 1h`, a health check
+every 500 ms, `retries 3` and `option redispatch`) on a Redis emptied for it. Two client
+processes (picows) open the connections through HAProxy; a publisher process with no routes,
 `Duplex(message_queue=..., channel=...)`, broadcasts one message of about 100 B per room per
 second, spread over the second, each carrying `time.monotonic_ns()` at its send.
 
@@ -667,6 +667,13 @@ second, spread over the second, each carrying `time.monotonic_ns()` at its send.
   bench/results/cluster.json), divided by the broadcasts sent in the window. *PUBLISH calls per
   broadcast* is the first factor alone. The *one channel* row runs the nodes and the publisher
   on the `src` of commit {OLD_COMMIT}, the last before targeted delivery (`git archive`).
+  On the *Redis Cluster* (six nodes, three masters with a replica each), the hub publishes by
+  sharded pub/sub: SPUBLISH calls and `PUBSUB SHARDNUMSUB`, summed over the masters.
+  Connection *i* joins room *i* mod the number of rooms, and HAProxy hands the connections to
+  the nodes in turn: with 50 members (the default) a room has members on each of the six
+  workers, so targeted delivery sends each process what the one channel sent it, as PUBLISH
+  calls of their own. It saves when rooms are smaller than the workers are many (`--rooms`
+  close to `--connections`).
 - **Latency** runs from the send time in the message to its receipt by a client, over every
   message received in the window; both clocks are the machine's one monotonic clock.
 - **CPU per delivered message**: user plus system time, from `/proc/PID/stat`, of every node's

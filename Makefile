@@ -129,8 +129,8 @@ $(BENCH_STAMP): pyproject.toml uv.lock $(UV)
 
 bench-env: $(BENCH_STAMP)
 
-# Side-by-side figures against the peers; about 14 minutes on 2 cores (the cluster 3 to 4 of them). Writes
-# bench/results/ and docs/benchmarks.md. Timings are reported, never asserted.
+# Side-by-side figures against the peers; about 14 minutes on 2 cores (the simulated cluster, 3 to
+# 4 of them). Writes bench/results/ and docs/benchmarks.md. Timings are reported, never asserted.
 # Some rows only: $(BENCH_BIN)/python -m bench --only CONTENDER --scenario SCENARIO (see --help).
 bench: $(BENCH_STAMP) redis-server haproxy
 	$(BENCH_BIN)/python -m bench --write-docs

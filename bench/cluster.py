@@ -321,13 +321,20 @@ def _start_nodes(stack: ExitStack, name: str, connections: int, logs: Path) -> l
     ]
     with ThreadPoolExecutor(NODES) as pool:
         futures = [pool.submit(node.__enter__) for node in starting]
-    nodes, failure = [], None
+    nodes, started, failure = [], [], None
     for node, future in zip(starting, futures, strict=True):
         try:
             nodes.append(future.result())
-            stack.push(node.__exit__)
+            started.append(node)
         except Exception as exc:  # The others, started, are stopped all the same.
             failure = exc
+
+    def stop_all() -> None:  # side by side too: each waits for its workers to go
+        with ThreadPoolExecutor(NODES) as pool:
+            for done in [pool.submit(node.__exit__, None, None, None) for node in started]:
+                done.result()
+
+    stack.callback(stop_all)
     if failure is not None:
         raise failure
     return nodes
@@ -443,7 +450,7 @@ def _window(
     seconds: float,
 ) -> dict[str, Any]:
     """Measure ``seconds`` of publishing: deliveries at Redis, CPU, messages received."""
-    time.sleep(1.0)  # The publisher's first round, outside the window.
+    time.sleep(0.5)  # The start of the publishing, outside the window.
 
     def cpu() -> dict[str, float]:
         pids = [pid for node in nodes for pid in node.tree_pids()]

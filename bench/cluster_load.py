@@ -266,7 +266,7 @@ async def _run_client(arguments: argparse.Namespace) -> None:
         if not command:  # stdin closed: the runner is gone
             break
         if command == "stop":
-            await asyncio.sleep(1.0)  # What is on its way arrives.
+            await asyncio.sleep(0.5)  # What is on its way arrives.
             client.stopping = True
         _print(client.reply(command))
         if command == "stop":

@@ -2,8 +2,9 @@
 
 The page is rewritten by every ``python -m bench --write-docs``, except the sections it does not
 write: "What dominates the hot path", written by hand from a profile, and the tables that
-``python -m bench.fanout`` and ``python -m bench.floor`` put under their own headings. Those are
-kept as they are, so a run of some rows only, or ``--report-only``, loses none of them.
+``python -m bench.fanout``, ``bench.floor``, ``bench.history`` and ``bench.cluster`` put under
+their own headings. Those are kept as they are, so a run of some rows only, or
+``--report-only``, loses none of them.
 """
 
 from __future__ import annotations

@@ -49,180 +49,32 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import select
-import shutil
 import signal
 import statistics
-import subprocess
 import sys
-import tarfile
-import tempfile
 import time
-from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import ExitStack, contextmanager, nullcontext, suppress
-from io import BytesIO
+from collections.abc import Sequence
+from contextlib import ExitStack, nullcontext, suppress
 from pathlib import Path
 from typing import Any
 
 import redis
 
 from bench import procfs
+from bench.cluster_processes import NODES, WORKERS, LoadProcess, haproxy, old_src, start_nodes
 from bench.docs import CLUSTER_HEADING, write_section
-from bench.fanout import gunicorn_gevent
-from bench.process import RunningServer, free_port, raise_open_files_limit, started_server
+from bench.process import RunningServer, raise_open_files_limit
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
 DOCS_PAGE = ROOT / "docs" / "benchmarks.md"
 CHANNEL = "bench-cluster"
 OLD_COMMIT = "4369c6b"  # the last commit whose processes all heard the app's one channel
-NODES = 3
-WORKERS = 2  # gevent workers per node
 CLIENT_PROCESSES = 2
 KEPT = 200
 SETTLE = 0.5  # seconds after the last connection opened before publishing starts
 BACK_TIMEOUT = 60.0  # seconds the clients have to come back after the kill
 AFTER_BACK = 2.0  # seconds of publishing once every client is back
-ANSWER_TIMEOUT = 30.0  # seconds a load process has to answer a command
-
-
-# -- the processes --------------------------------------------------------------------------
-
-
-class _LoadProcess:
-    """A client or the publisher: commands on its stdin, one JSON line back for each."""
-
-    def __init__(self, name: str, command: list[str], env: dict[str, str], log: Path) -> None:
-        self.name = name
-        self._log = log.open("ab")
-        self.process = subprocess.Popen(
-            command,
-            cwd=ROOT,
-            env=env,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=self._log,
-            start_new_session=True,
-        )
-
-    def read(self, timeout: float = ANSWER_TIMEOUT) -> dict[str, Any]:
-        """The next line of JSON it writes, within ``timeout`` seconds."""
-        assert self.process.stdout is not None
-        ready, _, _ = select.select([self.process.stdout], [], [], timeout)
-        if not ready:
-            raise RuntimeError(f"{self.name} did not answer within {timeout:.0f} s")
-        line = self.process.stdout.readline()
-        if not line:
-            raise RuntimeError(f"{self.name} exited (code {self.process.poll()}); see its log")
-        answer: dict[str, Any] = json.loads(line)
-        if "error" in answer:
-            raise RuntimeError(f"{self.name}: {answer['error']}")
-        return answer
-
-    def tell(self, command: str) -> None:
-        assert self.process.stdin is not None
-        self.process.stdin.write(command.encode() + b"\n")
-        self.process.stdin.flush()
-
-    def ask(self, command: str, timeout: float = ANSWER_TIMEOUT) -> dict[str, Any]:
-        self.tell(command)
-        return self.read(timeout)
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            with suppress(ProcessLookupError):
-                os.killpg(self.process.pid, signal.SIGKILL)
-        self.process.wait(timeout=10)
-        for stream in (self.process.stdin, self.process.stdout):
-            if stream is not None:
-                with suppress(OSError):
-                    stream.close()
-        self._log.close()
-
-
-def _haproxy_config(port: int, nodes: Sequence[int], maxconn: int) -> str:
-    servers = "\n".join(f"    server node{i + 1} 127.0.0.1:{p}" for i, p in enumerate(nodes))
-    return f"""global
-    maxconn {maxconn}
-
-defaults
-    mode http
-    timeout connect 2s
-    timeout client 30s
-    timeout server 30s
-    # A WebSocket, once upgraded, is a tunnel: idle for as long as the app holds it.
-    timeout tunnel 1h
-    timeout client-fin 5s
-    # A node that refuses (killed, not yet marked down): try again, on another one.
-    retries 3
-    option redispatch 1
-
-frontend cluster
-    bind 127.0.0.1:{port}
-    maxconn {maxconn}
-    default_backend nodes
-
-backend nodes
-    balance roundrobin
-    default-server check inter 500ms fall 2 rise 2 maxconn {maxconn}
-{servers}
-"""
-
-
-@contextmanager
-def _haproxy(
-    nodes: Sequence[int], connections: int, log: Path
-) -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
-    """HAProxy on a free loopback port in front of ``nodes``: (port, process); stopped on exit."""
-    binary = shutil.which("haproxy") or "/usr/sbin/haproxy"
-    if not os.access(binary, os.X_OK):
-        raise RuntimeError("haproxy is not installed (make bench installs it)")
-    port = free_port()
-    with tempfile.TemporaryDirectory() as workdir:
-        config = Path(workdir) / "haproxy.cfg"
-        config.write_text(_haproxy_config(port, nodes, connections + 500))
-        with log.open("ab") as out:
-            process = subprocess.Popen(
-                [binary, "-db", "-f", str(config)],
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        try:
-            deadline = time.monotonic() + 10
-            while not _accepts(port):
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"haproxy did not start; see {log}")
-                time.sleep(0.05)
-            yield port, process
-        finally:
-            if process.poll() is None:
-                with suppress(ProcessLookupError):
-                    os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=10)
-
-
-def _accepts(port: int) -> bool:
-    import socket
-
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-    except OSError:
-        return False
-    return True
-
-
-def _old_src(stack: ExitStack) -> Path:
-    """The ``src`` of OLD_COMMIT, unpacked in a temporary directory that ``stack`` removes."""
-    archive = subprocess.run(
-        ["git", "archive", OLD_COMMIT, "src"], cwd=ROOT, check=True, capture_output=True
-    ).stdout
-    workdir = Path(stack.enter_context(tempfile.TemporaryDirectory()))
-    with tarfile.open(fileobj=BytesIO(archive)) as tar:
-        tar.extractall(workdir, filter="data")
-    return workdir / "src"
 
 
 # -- what Redis says --------------------------------------------------------------------------
@@ -298,48 +150,6 @@ def _percentile(values: Sequence[int], fraction: float) -> float:
     return float(ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]) if ordered else 0.0
 
 
-def _start_nodes(stack: ExitStack, name: str, connections: int, logs: Path) -> list[RunningServer]:
-    """Start the nodes side by side (each takes seconds to import); ``stack`` stops them."""
-
-    def command(port: int) -> list[str]:
-        return gunicorn_gevent(
-            port,
-            workers=WORKERS,
-            app="bench.servers.cluster_app:app",
-            worker_connections=connections,
-        )
-
-    starting = [
-        started_server(
-            command,
-            cwd=ROOT,
-            log=logs / f"cluster-{name}-node{index + 1}.log",
-            core=None,
-            ready_timeout=120,
-        )
-        for index in range(NODES)
-    ]
-    with ThreadPoolExecutor(NODES) as pool:
-        futures = [pool.submit(node.__enter__) for node in starting]
-    nodes, started, failure = [], [], None
-    for node, future in zip(starting, futures, strict=True):
-        try:
-            nodes.append(future.result())
-            started.append(node)
-        except Exception as exc:  # The others, started, are stopped all the same.
-            failure = exc
-
-    def stop_all() -> None:  # side by side too: each waits for its workers to go
-        with ThreadPoolExecutor(NODES) as pool:
-            for done in [pool.submit(node.__exit__, None, None, None) for node in started]:
-                done.result()
-
-    stack.callback(stop_all)
-    if failure is not None:
-        raise failure
-    return nodes
-
-
 def _run_phase(
     name: str,
     *,
@@ -372,10 +182,10 @@ def _run_phase(
     os.environ.update(env)  # started_server passes os.environ to the nodes
     try:
         with ExitStack() as stack:
-            nodes = _start_nodes(stack, name, connections, logs)
+            nodes = start_nodes(stack, name, connections, logs)
             proxies = [
                 stack.enter_context(
-                    _haproxy(
+                    haproxy(
                         [n.port for n in nodes],
                         -(-connections // balancers),
                         logs / f"cluster-{name}-haproxy{index + 1}.log",
@@ -392,7 +202,7 @@ def _run_phase(
                 command = [sys.executable, "-m", "bench.cluster_load", "client", url]
                 command += ["--first", str(first), "--count", str(count), "--rooms", str(rooms)]
                 command += ["--history"] if history else []
-                load = _LoadProcess(
+                load = LoadProcess(
                     f"client {index + 1}", command, env, logs / f"cluster-{name}-clients.log"
                 )
                 stack.callback(load.stop)
@@ -408,7 +218,7 @@ def _run_phase(
             command = [sys.executable, "-m", "bench.cluster_load", "publish"]
             command += ["--channel", CHANNEL, "--rooms", str(rooms)]
             command += ["--keep-history", str(KEPT)] if history else []
-            publisher = _LoadProcess("publisher", command, env, logs / f"cluster-{name}-pub.log")
+            publisher = LoadProcess("publisher", command, env, logs / f"cluster-{name}-pub.log")
             stack.callback(publisher.stop)
             publisher.read()
             haproxy_pids = [process.pid for _, process in proxies]
@@ -442,8 +252,8 @@ def _run_phase(
 
 
 def _window(
-    publisher: _LoadProcess,
-    clients: list[_LoadProcess],
+    publisher: LoadProcess,
+    clients: list[LoadProcess],
     nodes: list[RunningServer],
     haproxy_pids: list[int],
     hub: _Redis,
@@ -489,7 +299,7 @@ def _window(
     }
 
 
-def _kill_one(node: RunningServer, clients: list[_LoadProcess]) -> dict[str, Any]:
+def _kill_one(node: RunningServer, clients: list[LoadProcess]) -> dict[str, Any]:
     """SIGKILL the node's master and workers; wait until every client connection is back."""
     before = [load.ask("kill") for load in clients]
     killed_at = time.monotonic_ns()
@@ -559,7 +369,7 @@ def run(arguments: argparse.Namespace) -> dict[str, Any]:
             ("targeted", None, False, False, False)
         ]
         if not arguments.skip_old:
-            phases.append(("one channel", _old_src(stack), False, False, False))
+            phases.append(("one channel", old_src(stack, OLD_COMMIT), False, False, False))
         if not arguments.skip_redis_cluster:
             phases.append(("targeted, Redis Cluster", None, False, False, True))
         phases.append(("targeted, history", None, True, not arguments.skip_kill, False))

@@ -45,7 +45,10 @@ ROUND_TIMEOUT = 10.0
 
 
 def gunicorn_gevent(
-    port: int, workers: int = 1, app: str = "bench.servers.fanout_app:app"
+    port: int,
+    workers: int = 1,
+    app: str = "bench.servers.fanout_app:app",
+    worker_connections: int = 4096,
 ) -> list[str]:
     """The command of gunicorn's gevent worker serving ``app`` on ``port``."""
     return [
@@ -57,7 +60,7 @@ def gunicorn_gevent(
         "-w",
         str(workers),
         "--worker-connections",
-        "4096",
+        str(worker_connections),
         "-b",
         f"127.0.0.1:{port}",
         app,

@@ -10,7 +10,9 @@ to three channels and delivers what comes in to the app's connections here.
   starts: a broadcast to a room goes to the hubs that hold members of it.
   Each room has a sorted set of those hubs in Redis, written when a member
   joins and when the hub refreshes its presence; one script reads it and
-  publishes the message on each of their channels.
+  publishes the message on each of their channels. When the room has
+  members on every hub of the app (a sorted set of them all, renewed by the
+  same refresh), the script publishes once on the app's channel instead.
 - The process's channel, named after its token (the first characters of
   its connection ids, :mod:`~flask_duplex.connection_ids`): ``send_to``
   publishes there, since the id names the process. (Two apps of one
@@ -252,7 +254,9 @@ class RedisHub(Hub):
             self._publish(envelope)  # To every process.
             return
         self._calls.call(
-            self._broadcast, self._hubs_keys(to)[:1], [self._hub_channel(""), json.dumps(envelope)]
+            self._broadcast,
+            [self._hubs_keys(to)[0], self._all_hubs_key()],
+            [self._hub_channel(""), json.dumps(envelope), self._channel],
         )
 
     def broadcast_history(
@@ -268,8 +272,10 @@ class RedisHub(Hub):
             ms(META_TTL),
             new_epoch(),
             json.dumps([room, sorted(exclude)]),
+            self._channel,
         ]
-        self._calls.call(self._append, [*self._history_keys(room), self._hubs_keys(room)[0]], args)
+        keys = [*self._history_keys(room), self._hubs_keys(room)[0], self._all_hubs_key()]
+        self._calls.call(self._append, keys, args)
 
     def read_history(self, room: str, since: Position | None, policy: HistoryPolicy) -> Snapshot:
         args: list[str | int] = [
@@ -320,6 +326,8 @@ class RedisHub(Hub):
         for thread in self._threads:
             if thread is not threading.current_thread():
                 thread.join(timeout=5)
+        if self._threads:
+            self._announce(0)  # Its rooms no longer count it among the app's hubs.
         self._threads = [thread for thread in self._threads if thread.is_alive()]
         self._calls.close()
 
@@ -376,6 +384,18 @@ class RedisHub(Hub):
         tag = f"{{{self._channel}}}" if self._clustered else self._channel
         return [f"{tag}:hubs:{room}", f"{tag}:hub-generations:{room}"]
 
+    def _all_hubs_key(self) -> str:
+        # Every started hub of the app (see scripts.ANNOUNCE), in the same slot.
+        tag = f"{{{self._channel}}}" if self._clustered else self._channel
+        return f"{tag}:all-hubs"
+
+    def _announce(self, ttl_ms: int) -> None:
+        """Say that this hub listens (``ttl_ms`` 0: that it stopped); best effort."""
+        try:
+            self._run(scripts.ANNOUNCE, [self._all_hubs_key()], [self._hub, ttl_ms])
+        except REDIS_ERRORS as exc:
+            logger.warning("flask-duplex: could not announce this process to Redis: %s", exc)
+
     def _hub_channel(self, hub: str) -> str:
         """The channel of the hub with this token ("": the prefix of them all)."""
         if self._clustered:
@@ -423,6 +443,7 @@ class RedisHub(Hub):
                 if self._stop.is_set():
                     break  # close() ran before the pubsub above was visible to it.
                 self._wait_subscribed(pubsub, len(channels))
+                self._announce(self._ttl_ms)
                 if failed:
                     logger.warning("flask-duplex: Redis subscriber reconnected to %s", self._where)
                     self.refresh_presence()
@@ -545,6 +566,7 @@ class RedisHub(Hub):
         the refresh thread takes its snapshot before it writes, and a member
         may leave in between; a member that left is not added back.
         """
+        self._announce(self._ttl_ms)
         with self._lock:
             generation = self._generation
             held = list(self._rooms)

@@ -7,6 +7,7 @@ Each runs atomically in Redis. Their KEYS and ARGV are written above each one;
 from __future__ import annotations
 
 __all__ = [
+    "ANNOUNCE",
     "APPEND",
     "APPEND_SHARDED",
     "BROADCAST",
@@ -127,6 +128,18 @@ redis.call('PEXPIRE', KEYS[1], 2 * ARGV[3])
 return 1
 """
 
+# KEYS: the app's hubs. ARGV: hub, ttl ms ('0': the hub stopped).
+# Every started hub is in it, renewed by its presence refresh.
+ANNOUNCE = f"""{NOW}
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+if ARGV[2] == '0' then
+  redis.call('ZREM', KEYS[1], ARGV[1])
+else
+  redis.call('ZADD', KEYS[1], now + ARGV[2], ARGV[1])
+  redis.call('PEXPIRE', KEYS[1], 2 * ARGV[2])
+end
+"""
+
 # KEYS: hubs, generations. ARGV: hub, generation, ttl ms.
 UNREGISTER = f"""{NOW}
 {FORGET_EXPIRED}
@@ -134,23 +147,36 @@ redis.call('ZREM', KEYS[1], ARGV[1])
 return 1
 """
 
-# KEYS: hubs. ARGV: the prefix of the hubs' channels, message.
-# Publishes the message to every hub that holds members of the room; returns
-# how many.
-BROADCAST = f"""{NOW}
-local hubs = redis.call('ZRANGEBYSCORE', KEYS[1], now, '+inf')
-for _, hub in ipairs(hubs) do
-  redis.call('PUBLISH', ARGV[1] .. hub, ARGV[2])
+# Publishes `message` to every hub that holds members of the room (KEYS[1],
+# the room's hubs), on its own channel (prefix `hub_prefix`); or, when the room
+# has members on every live hub (KEYS[2], the app's hubs), once on the app's
+# channel, which every hub listens to. Sets `sent` to how many hubs hold it.
+DELIVER = """
+local sent = redis.call('ZCOUNT', KEYS[{hubs}], now, '+inf')
+if sent > 0 then
+  if sent >= redis.call('ZCOUNT', KEYS[{everyone}], now, '+inf') then
+    redis.call('PUBLISH', {app_channel}, {message})
+  else
+    for _, hub in ipairs(redis.call('ZRANGEBYSCORE', KEYS[{hubs}], now, '+inf')) do
+      redis.call('PUBLISH', {hub_prefix} .. hub, {message})
+    end
+  end
 end
-return #hubs
+"""
+
+# KEYS: the room's hubs, the app's hubs. ARGV: the prefix of the hubs'
+# channels, message, the app's channel. Returns how many hubs hold members.
+BROADCAST = f"""{NOW}
+{DELIVER.format(hubs=1, everyone=2, app_channel="ARGV[3]", hub_prefix="ARGV[1]", message="ARGV[2]")}
+return sent
 """
 # In a Redis Cluster, by sharded pub/sub: the hubs' channels share the hash
 # slot of the room's hubs key (see RedisHub._hubs_keys).
 BROADCAST_SHARDED = BROADCAST.replace("redis.call('PUBLISH'", "redis.call('SPUBLISH'")
 
-# KEYS: meta, stream, hubs. ARGV: the prefix of the hubs' channels,
+# KEYS: meta, stream, the room's hubs, the app's hubs. ARGV: the prefix of the hubs' channels,
 # room as JSON, the frame's data part, size, ttl ms, meta ttl ms, new epoch,
-# header rest (JSON [room, exclude]).
+# header rest (JSON [room, exclude]), the app's channel.
 # Numbering, keeping and publishing in one script: no reader of the stream
 # sees a message before its offset is final, and the publication of offset
 # n+1 follows that of n, on every hub's channel.
@@ -163,9 +189,7 @@ redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[4], '0-' .. top, 'f', frame, 't', now
 redis.call('PEXPIRE', KEYS[2], ARGV[5])
 redis.call('PEXPIRE', KEYS[1], ARGV[6])
 local message = 'H' .. epoch .. ' ' .. top .. ' ' .. ARGV[8] .. '\\n' .. frame
-for _, hub in ipairs(redis.call('ZRANGEBYSCORE', KEYS[3], now, '+inf')) do
-  redis.call('PUBLISH', ARGV[1] .. hub, message)
-end
+{DELIVER.format(hubs=3, everyone=4, app_channel="ARGV[9]", hub_prefix="ARGV[1]", message="message")}
 return top
 """
 # In a Redis Cluster the same, by sharded pub/sub: the room's history keys share

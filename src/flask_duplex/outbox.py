@@ -155,6 +155,37 @@ class Outbox:
         self.add(chunks)
         return False
 
+    def write_if_idle(self, frame: bytes) -> bool:
+        """Write ``frame`` at once if the outbox is idle (lock held); False if it is not.
+
+        Idle: nothing queued, no pong waiting, and nobody holding the write
+        lock. Every other write to the socket happens with the write lock
+        held, and a writer that takes it writes only after taking the lock
+        this caller holds (:meth:`offer` claims under it; ``_write_out``
+        takes it before its first write), so no write can start meanwhile.
+        This saves a broadcast taking and releasing the write lock per
+        connection. The send never waits: what the socket does not take is
+        queued first (marked partial) and the caller flushes it after
+        letting go of the lock, as with :meth:`add`.
+
+        Raises:
+            OSError: The socket failed; nothing was queued.
+        """
+        if self._chunks or self._pong is not None or self._write_lock.locked():
+            return False
+        try:
+            sent = self._sock.send(frame)
+        except NOT_YET:
+            sent = 0
+        except OSError:
+            self.drops += 1
+            raise
+        if sent < len(frame):
+            self._chunks.append(frame[sent:] if sent else frame)
+            self.size += len(frame) - sent
+            self._front_partial = sent > 0
+        return True
+
     def add_pong(self, frame: bytes) -> None:
         """Queue ``frame``, a pong (lock held).
 

@@ -51,7 +51,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from .green import Wait
+from .green import Wait, raw_send
 from .tls import is_tls
 from .wire import frame_header
 
@@ -96,6 +96,7 @@ class Outbox:
         "_lock",
         "_on_stall_change",
         "_pong",
+        "_send_now",
         "_sock",
         "_socket_full",
         "_wait",
@@ -114,6 +115,7 @@ class Outbox:
         on_stall_change: Callable[[], None],
     ) -> None:
         self._sock = sock
+        self._send_now = raw_send(sock)  # For write_if_idle, the broadcasts' path.
         self._lock = lock
         self._wait = wait
         self._on_stall_change = on_stall_change
@@ -174,7 +176,7 @@ class Outbox:
         if self._chunks or self._pong is not None or self._write_lock.locked():
             return False
         try:
-            sent = self._sock.send(frame)
+            sent = self._send_now(frame)
         except NOT_YET:
             sent = 0
         except OSError:

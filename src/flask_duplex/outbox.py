@@ -3,7 +3,10 @@
 The protocol serializes frames under the connection's lock and adds them to an
 :class:`Outbox` under the same lock. Whoever holds the outbox's write lock
 writes it to the socket in order, so a message reaches the wire whole even when
-several threads send at once, and frames are never interleaved.
+several threads send at once, and frames are never interleaved. The one write
+without the write lock is a broadcast's to an idle outbox
+(:meth:`Outbox.write_if_idle`): nothing queued and nobody writing, it sends
+under the connection's lock, which every writer takes before its first write.
 
 Who waits, and on what
 ----------------------

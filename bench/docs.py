@@ -11,6 +11,7 @@ from __future__ import annotations
 
 __all__ = ["write_benchmarks_page", "write_section"]
 
+import re
 import shlex
 import shutil
 from pathlib import Path
@@ -217,9 +218,12 @@ def write_section(page: Path, heading: str, text: str) -> None:
 
 def _section(text: str, heading: str) -> str:
     """The section of ``text`` under ``heading``, up to the next level-2 heading; or empty."""
-    start = text.find(heading)
-    if start < 0:
+    # The heading on a line of its own: "## Broadcast fan-out" is also the end of a
+    # "### Broadcast fan-out: ..." heading, and the start of a longer one.
+    match = re.search(rf"^{re.escape(heading)}$", text, re.MULTILINE)
+    if match is None:
         return ""
+    start = match.start()
     end = text.find("\n## ", start + len(heading))
     section = text[start:] if end < 0 else text[start : end + 1]
     # Without the blank lines that part it from the next section, which stay on the page.

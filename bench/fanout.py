@@ -5,9 +5,12 @@
 two gunicorn workers that share the 1,000 connections (what scaling out costs), beside the
 ``broadcast()`` of websockets' asyncio server. Each round triggers one broadcast (an HTTP POST
 for Flask-Duplex, a message on a control connection for websockets) and times, from just before
-the trigger, the arrival of the message at every connection. Prints a table, writes
-bench/results/fanout.json and fanout.md, and with ``--write-docs`` puts the table in
-docs/benchmarks.md.
+the trigger, the arrival of the message at every connection: 100 rounds after 5 of warm-up
+(the first broadcasts also import and warm what later ones reuse), reported as the median and
+the 99th percentile. Prints a table, writes bench/results/fanout.json and fanout.md, and with
+``--write-docs`` puts the table in docs/benchmarks.md. ``--only TEXT`` runs the rows whose
+label contains it (websockets' row always runs: every row is compared with it), ``--rounds N``
+counts N rounds; neither may be used with ``--write-docs``.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import os
 import re
 import statistics
@@ -40,8 +44,11 @@ RESULTS = ROOT / "bench" / "results"
 DOCS_PAGE = ROOT / "docs" / "benchmarks.md"
 CONNECTIONS = 1000
 SIZE = 100
-ROUNDS = 5
+ROUNDS = 100
+WARMUP_ROUNDS = 5
 ROUND_TIMEOUT = 10.0
+PAUSE = 0.1  # Between rounds: the server's writes and the client's reads are done.
+BASELINE = "websockets / asyncio, broadcast()"
 
 
 def gunicorn_gevent(
@@ -107,8 +114,14 @@ async def _trigger_http(port: int) -> None:
     writer.close()
 
 
-async def _measure(port: int, trigger: str) -> list[float]:
-    """Times (ms) until all connections had the message, one per round."""
+def percentile(times: Sequence[float], fraction: float) -> float:
+    """The nearest-rank percentile: the smallest time that ``fraction`` of rounds did not exceed."""
+    ordered = sorted(times)
+    return ordered[max(0, math.ceil(fraction * len(ordered)) - 1)]
+
+
+async def _measure(port: int, trigger: str, rounds: int) -> list[float]:
+    """Times (ms) until all connections had the message, one per counted round."""
     arrivals: list[float] = []
     url = f"ws://127.0.0.1:{port}/fanout"
     transports: list[WSTransport] = []
@@ -124,7 +137,7 @@ async def _measure(port: int, trigger: str) -> list[float]:
     await asyncio.sleep(1.0)  # Let every join reach the room (and Redis).
     times = []
     try:
-        for _ in range(ROUNDS):
+        for round_ in range(WARMUP_ROUNDS + rounds):
             arrivals.clear()
             started = time.perf_counter()
             if control is not None:
@@ -136,8 +149,9 @@ async def _measure(port: int, trigger: str) -> list[float]:
                 await asyncio.sleep(0.0005)
             if len(arrivals) < CONNECTIONS:
                 raise RuntimeError(f"only {len(arrivals)} of {CONNECTIONS} got the message")
-            times.append((max(arrivals) - started) * 1000)
-            await asyncio.sleep(0.2)
+            if round_ >= WARMUP_ROUNDS:
+                times.append((max(arrivals) - started) * 1000)
+            await asyncio.sleep(PAUSE)
     finally:
         for transport in [*transports, *([control] if control else [])]:
             transport.disconnect()
@@ -153,13 +167,15 @@ def _redis() -> Iterator[str]:
         yield server.url
 
 
-def run() -> dict[str, object]:
+def run(only: str | None = None, rounds: int = ROUNDS) -> dict[str, object]:
     raise_open_files_limit()
     pin = can_pin()
     if pin:
         os.sched_setaffinity(0, {CLIENT_CORE})
     rows: dict[str, object] = {}
     for label, command, uses_redis, trigger in CONTENDERS:
+        if only is not None and only not in label and label != BASELINE:
+            continue
         os.environ.pop("DUPLEX_MESSAGE_QUEUE", None)
         try:
             with _redis() if uses_redis else _nothing() as url:
@@ -170,9 +186,10 @@ def run() -> dict[str, object]:
                 with started_server(
                     command, cwd=ROOT, log=log, core=SERVER_CORE if pin else None
                 ) as server:
-                    times = asyncio.run(_measure(server.port, trigger))
+                    times = asyncio.run(_measure(server.port, trigger, rounds))
             rows[label] = {
                 "median_ms": statistics.median(times),
+                "p99_ms": percentile(times, 0.99),
                 "max_ms": max(times),
                 "rounds_ms": times,
             }
@@ -189,32 +206,45 @@ def _nothing() -> Iterator[str]:
     yield ""
 
 
-def table(rows: dict[str, object]) -> str:
-    base = rows.get("websockets / asyncio, broadcast()")
-    base_median = base.get("median_ms") if isinstance(base, dict) else None
+def table(rows: dict[str, object], rounds: int = ROUNDS) -> str:
+    base = rows.get(BASELINE)
+    base_row = base if isinstance(base, dict) and "error" not in base else None
     lines = [
         f"One {SIZE} B message broadcast to {CONNECTIONS:,} connections; time from the trigger "
-        f"until every connection has it, over {ROUNDS} rounds (lower is better).",
+        f"until every connection has it, over {rounds} rounds after {WARMUP_ROUNDS} of warm-up "
+        "(lower is better); the ratios divide by websockets' figure of the same run.",
         "",
-        "| | median, ms | slowest round, ms | ÷ websockets broadcast() |",
-        "|---|---:|---:|---:|",
+        "| | median, ms | p99, ms | slowest round, ms | median ÷ websockets | p99 ÷ websockets |",
+        "|---|---:|---:|---:|---:|---:|",
     ]
     for label, row in rows.items():
         assert isinstance(row, dict)
         if "error" in row:
-            lines.append(f"| {label} | error | error | |")
+            lines.append(f"| {label} | error | error | error | | |")
             continue
-        ratio = f"*{row['median_ms'] / base_median:.2f}x*" if base_median else ""
-        lines.append(f"| {label} | {row['median_ms']:.1f} | {row['max_ms']:.1f} | {ratio} |")
+        ratios = [
+            f"*{row[key] / base_row[key]:.2f}x*" if base_row else ""
+            for key in ("median_ms", "p99_ms")
+        ]
+        lines.append(
+            f"| {label} | {row['median_ms']:.1f} | {row['p99_ms']:.1f} | {row['max_ms']:.1f} "
+            f"| {ratios[0]} | {ratios[1]} |"
+        )
     return "\n".join(lines) + "\n"
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.fanout", description=__doc__)
     parser.add_argument("--write-docs", action="store_true", help="put the table in docs/")
+    parser.add_argument("--only", metavar="TEXT", help="the rows whose label contains TEXT")
+    parser.add_argument("--rounds", type=int, default=ROUNDS, help="rounds counted per row")
     arguments = parser.parse_args(argv)
-    rows = run()
-    text = table(rows)
+    if arguments.write_docs and (arguments.only is not None or arguments.rounds != ROUNDS):
+        parser.error("--write-docs puts every row of a full run in the docs: no --only, --rounds")
+    if arguments.rounds < 1:
+        parser.error("--rounds must be at least 1")
+    rows = run(arguments.only, arguments.rounds)
+    text = table(rows, arguments.rounds)
     print(text)
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "fanout.json").write_text(json.dumps(rows, indent=2))

@@ -237,6 +237,30 @@ class Engine:
         dropped and the close frame takes its place. Nothing happens on a
         connection that is not open.
         """
+        if not self._protocol.extensions and not self._tls:
+            # The usual case: nobody else writes the socket now, and the frame
+            # goes out from here (Outbox.write_if_idle). Not on TLS: there a
+            # send takes a cooperative lock, which must not be waited for
+            # while the connection's lock is held.
+            outbox = self._outbox
+            with self._lock:
+                if self._lifecycle.state is not _OPEN:
+                    return
+                try:
+                    written = outbox.write_if_idle(message.frame)
+                except OSError:
+                    written = None
+            if written is None:
+                self._write_failed(block=False)
+                return
+            if written:
+                if outbox.size:  # The socket took part of it: the rest goes from the outbox.
+                    self._flush(block=False)
+                return
+        self._queue_nowait(message)
+
+    def _queue_nowait(self, message: Outgoing) -> None:
+        """Queue ``message`` behind what waits, or write it (send_nowait's general case)."""
         overflowed = False
         with self._lock:
             if self._lifecycle.state is not _OPEN:

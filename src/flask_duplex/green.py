@@ -12,6 +12,7 @@ their own server's module, to end a response its way.)
 
 from __future__ import annotations
 
+import _socket
 import select
 import socket
 import sys
@@ -28,6 +29,7 @@ __all__ = [
     "handlers_read",
     "kind",
     "patched",
+    "raw_send",
     "run_in_thread",
     "short_lock_factory",
     "sleep",
@@ -183,6 +185,23 @@ def run_in_thread(function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
 
         return cast("T", tpool.execute(function, *args, **kwargs))
     return function(*args, **kwargs)
+
+
+def raw_send(sock: socket.socket) -> Callable[[bytes], int]:
+    """``sock.send``, without the green wrapper's call where that adds nothing.
+
+    For a socket kept non-blocking, as the engine keeps its sockets: gevent's
+    socket sends on the non-blocking OS socket it holds, and with a timeout
+    of 0 its own ``send`` only adds a Python call around that one (a
+    broadcast makes one per connection). Either raises ``BlockingIOError``
+    when the socket is full. TLS sockets, and every other model's, keep
+    their own ``send``.
+    """
+    if kind() == "gevent" and not hasattr(sock, "pending"):  # pending(): a TLS socket
+        inner = getattr(sock, "_sock", None)
+        if isinstance(inner, _socket.socket) and inner.gettimeout() == 0.0:
+            return cast("Callable[[bytes], int]", inner.send)
+    return sock.send
 
 
 def wait_function() -> Wait:

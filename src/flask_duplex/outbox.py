@@ -3,7 +3,10 @@
 The protocol serializes frames under the connection's lock and adds them to an
 :class:`Outbox` under the same lock. Whoever holds the outbox's write lock
 writes it to the socket in order, so a message reaches the wire whole even when
-several threads send at once, and frames are never interleaved.
+several threads send at once, and frames are never interleaved. The one write
+without the write lock is a broadcast's to an idle outbox
+(:meth:`Outbox.write_if_idle`): nothing queued and nobody writing, it sends
+under the connection's lock, which every writer takes before its first write.
 
 Who waits, and on what
 ----------------------
@@ -51,7 +54,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from .green import Wait
+from .green import Wait, raw_send
 from .tls import is_tls
 from .wire import frame_header
 
@@ -96,6 +99,7 @@ class Outbox:
         "_lock",
         "_on_stall_change",
         "_pong",
+        "_send_now",
         "_sock",
         "_socket_full",
         "_wait",
@@ -114,6 +118,7 @@ class Outbox:
         on_stall_change: Callable[[], None],
     ) -> None:
         self._sock = sock
+        self._send_now = raw_send(sock)  # For write_if_idle, the broadcasts' path.
         self._lock = lock
         self._wait = wait
         self._on_stall_change = on_stall_change
@@ -154,6 +159,37 @@ class Outbox:
             return True
         self.add(chunks)
         return False
+
+    def write_if_idle(self, frame: bytes) -> bool:
+        """Write ``frame`` at once if the outbox is idle (lock held); False if it is not.
+
+        Idle: nothing queued, no pong waiting, and nobody holding the write
+        lock. Every other write to the socket happens with the write lock
+        held, and a writer that takes it writes only after taking the lock
+        this caller holds (:meth:`offer` claims under it; ``_write_out``
+        takes it before its first write), so no write can start meanwhile.
+        This saves a broadcast taking and releasing the write lock per
+        connection. The send never waits: what the socket does not take is
+        queued first (marked partial) and the caller flushes it after
+        letting go of the lock, as with :meth:`add`.
+
+        Raises:
+            OSError: The socket failed; nothing was queued.
+        """
+        if self._chunks or self._pong is not None or self._write_lock.locked():
+            return False
+        try:
+            sent = self._send_now(frame)
+        except NOT_YET:
+            sent = 0
+        except OSError:
+            self.drops += 1
+            raise
+        if sent < len(frame):
+            self._chunks.append(frame[sent:] if sent else frame)
+            self.size += len(frame) - sent
+            self._front_partial = sent > 0
+        return True
 
     def add_pong(self, frame: bytes) -> None:
         """Queue ``frame``, a pong (lock held).

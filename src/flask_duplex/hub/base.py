@@ -255,9 +255,10 @@ class Hub(abc.ABC):
             targets = list(self._members.values() if to is None else self._rooms.get(to, ()))
         skip = set(exclude)
         outgoing = Outgoing(message)
+        if skip:
+            targets = [member for member in targets if member.id not in skip]
         for member in targets:
-            if member.id not in skip:
-                member.send_nowait(outgoing)
+            member.send_nowait(outgoing)
 
     def deliver_to(self, connection_id: str, message: Message) -> bool:
         """Queue ``message`` on this process's connection with this id; False if it has none."""

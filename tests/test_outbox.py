@@ -92,3 +92,27 @@ def test_rest_of_a_partly_written_frame_goes_out_first(
     assert received[0].endswith(frame + b"next")
     assert outbox.size == 0
     assert not outbox.stalled
+
+
+@pytest.mark.parametrize("room", [0, 131072], ids=["nothing-sent", "cut-in-the-payload"])
+def test_a_gathered_write_that_the_socket_cut_goes_on_where_it_stopped(
+    pair: tuple[socket.socket, socket.socket], room: int
+) -> None:
+    """Header and payload sent in one gathered write: the rest follows, in or after the header."""
+    ours, peer = pair
+    lock = threading.Lock()
+    outbox = Outbox(ours, lock, wait_function(), lambda: None)
+    filled = _fill(ours)
+    _read(peer, room)  # Room for nothing, or for part of the payload.
+    header, payload = b"HEADER-10!", bytes(range(256)) * 4000
+    with lock:
+        assert outbox.claim()
+    received: list[bytes] = []
+    reader = threading.Thread(
+        target=lambda: received.append(_read(peer, filled - room + len(header) + len(payload)))
+    )
+    reader.start()
+    outbox.write_claimed(header, block=True, payload=memoryview(payload))
+    reader.join(10)
+    assert received[0][filled - room :] == header + payload
+    assert outbox.size == 0

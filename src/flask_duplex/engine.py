@@ -70,6 +70,9 @@ _REACTOR = Reader.REACTOR
 _PONG = Opcode.PONG
 #: What :meth:`Engine._take_turn` answers when the calling thread became the reader.
 _READ_HERE = object()
+# From this size a message's frame goes out as header and payload in one
+# gathered write, rather than joined into one bytes object first (a copy).
+_GATHER_FROM = 16384
 
 
 class Engine:
@@ -214,18 +217,22 @@ class Engine:
             if self._lifecycle.state is not _OPEN:
                 raise self._closed_error()
             protocol = self._protocol
+            payload = None  # Written after chunks[0], the header, without joining them.
             if protocol.extensions:
                 if text:
                     protocol.send_text(data)
                 else:
                     protocol.send_binary(data)
                 chunks = protocol.data_to_send()
+                claimed = self._outbox.offer(chunks)
+            elif len(data) >= _GATHER_FROM and self._outbox.claim():
+                chunks, payload, claimed = [frame_header(len(data), text)], data, True
             else:
                 # The frame websockets would build, in one piece, without its Frame.
                 chunks = [frame_header(len(data), text) + data]
-            claimed = self._outbox.offer(chunks)
+                claimed = self._outbox.offer(chunks)
             drops = self._outbox.drops
-        self._write(chunks, claimed, block=True)
+        self._write(chunks, claimed, block=True, payload=payload)
         if self._outbox.drops != drops:
             raise self._closed_error()  # What was queued behind a failed write is gone.
 
@@ -630,13 +637,19 @@ class Engine:
         except OSError:
             self._write_failed(block)
 
-    def _write(self, chunks: list[bytes], claimed: bool, block: bool) -> None:
+    def _write(
+        self,
+        chunks: list[bytes],
+        claimed: bool,
+        block: bool,
+        payload: bytes | bytearray | memoryview | None = None,
+    ) -> None:
         """Write after :meth:`Outbox.offer`: the claimed frame, or what is queued."""
         if not claimed:
             self._flush(block)
             return
         try:
-            self._outbox.write_claimed(chunks[0], block)
+            self._outbox.write_claimed(chunks[0], block, payload)
         except OSError:
             self._write_failed(block)
 

@@ -144,18 +144,17 @@ class Outbox:
             self._chunks += chunks
             self.size += sum(map(len, chunks))
 
+    def claim(self) -> bool:
+        """Claim the writer for one frame, if nothing is queued and nobody writes (lock held)."""
+        return not self._chunks and self._pong is None and self._write_lock.acquire(blocking=False)
+
     def offer(self, chunks: list[bytes]) -> bool:
         """Queue ``chunks``, or claim the writer for them (lock held); True if claimed.
 
         A lone frame, with nothing queued and nobody writing, is not queued:
         the caller writes it itself with :meth:`write_claimed`, in one send().
         """
-        if (
-            len(chunks) == 1
-            and not self._chunks
-            and self._pong is None
-            and self._write_lock.acquire(blocking=False)
-        ):
+        if len(chunks) == 1 and self.claim():
             return True
         self.add(chunks)
         return False
@@ -230,23 +229,37 @@ class Outbox:
         if self.stalled:
             self._write_out(block=False)  # The stalled writer left us the write lock.
 
-    def write_claimed(self, frame: bytes, block: bool) -> None:
-        """Write ``frame`` after :meth:`offer` claimed it, then anything queued meanwhile.
+    def write_claimed(
+        self, frame: bytes, block: bool, payload: bytes | bytearray | memoryview | None = None
+    ) -> None:
+        """Write ``frame`` after :meth:`offer` (or :meth:`claim`), then anything queued meanwhile.
 
-        With ``block=False``, what the socket does not take now is left to the
-        reactor, as :meth:`flush` does.
+        With ``payload``, ``frame`` is only the frame's header: the two go out
+        in one gathered write (``sendmsg``) rather than joined first, which for
+        a large message saves a copy of it. With ``block=False``, what the
+        socket does not take now is left to the reactor, as :meth:`flush` does.
         """
         try:
-            sent = self._sock.send(frame)
+            if payload is None:
+                sent = self._sock.send(frame)
+            else:
+                sent = _send_gathered(self._sock, frame, payload)
         except NOT_YET:
             sent = 0
         except OSError:
             self._write_lock.release()
             raise
-        if sent < len(frame):
+        size = len(frame) if payload is None else len(frame) + len(payload)
+        if sent < size:
+            if payload is None:
+                rest = frame[sent:]
+            elif sent < len(frame):
+                rest = frame[sent:] + payload
+            else:
+                rest = bytes(memoryview(payload)[sent - len(frame) :])
             with self._lock:  # The rest goes first, before what others queued.
-                self._chunks.insert(0, frame[sent:])
-                self.size += len(frame) - sent
+                self._chunks.insert(0, rest)
+                self.size += len(rest)
                 self._front_partial = sent > 0
         self._write_out(block)
 
@@ -364,6 +377,15 @@ class Outbox:
                 return [chunk[sent:], *chunks[index + 1 :]], sent > 0 or (partial and index == 0)
             sent -= len(chunk)
         raise AssertionError("unreachable")
+
+
+def _send_gathered(
+    sock: socket.socket, header: bytes, payload: bytes | bytearray | memoryview
+) -> int:
+    """Send header and payload in one system call, without joining them (not over TLS)."""
+    if is_tls(sock) or not hasattr(sock, "sendmsg"):
+        return sock.send(header + payload)
+    return sock.sendmsg((header, payload))
 
 
 def _send_all(sock: socket.socket, data: bytes | memoryview, wait: Wait | None) -> int:

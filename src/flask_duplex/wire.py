@@ -29,8 +29,10 @@ from __future__ import annotations
 
 import logging
 import struct
+import uuid
 from collections.abc import Generator
 from typing import Protocol as Interface
+from typing import cast
 
 from websockets.extensions import Extension
 from websockets.frames import Frame, Opcode
@@ -114,6 +116,25 @@ class _PausableReader(StreamReader):
 _AT_EOF = StreamReader.at_eof.__code__
 
 
+# What ServerProtocol copies websockets' attributes from, one per max_size (see __init__).
+_TEMPLATES: dict[int | None, tuple[tuple[str, object], ...]] = {}
+_NO_EXTENSIONS = cast("list[Extension]", ())
+# Attributes of websockets' protocol that are this connection's own, never the template's.
+_OWN = frozenset({"id", "debug", "events", "writes", "extensions", "reader", "parser"})
+
+
+def _template(max_size: int | None) -> tuple[tuple[str, object], ...]:
+    """websockets' protocol attributes, at their values when it opens, but for those of _OWN."""
+    template = _TEMPLATES.get(max_size)
+    if template is None:
+        made = Protocol(Side.SERVER, state=State.OPEN, max_size=max_size, logger=_LOGGER)
+        template = tuple((k, v) for k, v in vars(made).items() if k not in _OWN)
+        made.parser.close()
+        if len(_TEMPLATES) < 64:  # Routes have a few sizes; a bound in case one has many.
+            _TEMPLATES[max_size] = template
+    return template
+
+
 class ServerProtocol(Protocol):
     """websockets' protocol, server side and open, with frames handed to a sink.
 
@@ -128,14 +149,28 @@ class ServerProtocol(Protocol):
         subprotocol: str | None,
         max_size: int | None,
     ) -> None:
-        super().__init__(Side.SERVER, state=State.OPEN, max_size=max_size, logger=_LOGGER)
-        self.extensions = extensions
+        # websockets' own __init__ would run here. It costs a third of the
+        # handshake (a uuid4(), with its getrandom() system call, for an id
+        # this library never reads; a reader and a started parser that are
+        # replaced below), so its attributes are copied instead from a protocol
+        # that it made once (_template): every attribute whatever the release.
+        # Each mutable one is made anew below (the lists, the reader, the
+        # parser); tests/test_wire.py checks that no other is shared.
+        # One at a time, in the same order for every connection: the instance
+        # dict then keeps sharing its keys with the class's (a dict.update()
+        # would make a dict of its own, twice the size).
+        for name, value in _template(max_size):
+            setattr(self, name, value)
+        self.debug = _LOGGER.isEnabledFor(logging.DEBUG)
+        self.events = []
+        self.writes = []
+        # A negotiated extension's list, or one empty tuple for all (never appended to).
+        self.extensions = extensions or _NO_EXTENSIONS
         self.subprotocol = None if subprotocol is None else Subprotocol(subprotocol)
         #: Receives the frames; set by the engine when the connection opens.
         self.sink: FrameSink | None = None
         self._input = _PausableReader()
         self.reader = self._input
-        # websockets started its parser on the reader it made; start ours on this one.
         self.parser = self.parse()
         next(self.parser)
         self._max_size = max_size
@@ -143,6 +178,18 @@ class ServerProtocol(Protocol):
         self._simple = not extensions
         # websockets 16 renamed the size of the fragmented message being read.
         self._size_attribute = "current_size" if hasattr(self, "current_size") else "cur_size"
+
+    @property
+    def id(self) -> uuid.UUID:
+        """websockets' id of the connection, for logs: made when first read."""
+        made = self.__dict__.get("_id")
+        if made is None:
+            made = self.__dict__["_id"] = uuid.uuid4()
+        return cast("uuid.UUID", made)
+
+    @id.setter
+    def id(self, value: uuid.UUID) -> None:
+        self.__dict__["_id"] = value
 
     @property
     def parse_held(self) -> bool:

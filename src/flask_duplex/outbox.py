@@ -48,14 +48,13 @@ import socket
 import ssl
 import threading
 import time
-from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from .green import Wait
 from .tls import is_tls
 from .wire import frame_header
 
-__all__ = ["NOT_YET", "Outbox", "Outgoing", "shutdown_socket"]
+__all__ = ["NOT_YET", "Outbox", "Outgoing", "StallWatcher", "shutdown_socket"]
 
 # What a non-blocking socket raises for "not now, try again when ready". A TLS
 # socket raises the ssl ones, for a record only partly arrived or a write that
@@ -78,13 +77,21 @@ class Outgoing:
         self.frame = frame_header(len(self.payload), self.text) + self.payload
 
 
+class StallWatcher(Protocol):
+    """The connection, as its :class:`Outbox` tells it that writing stalled or went on."""
+
+    def stall_changed(self) -> None:
+        """:attr:`Outbox.stalled` changed (lock held)."""
+
+
 class Outbox:
     """The bytes waiting to go out on one socket, written in order by one writer at a time.
 
     ``lock`` is the connection's lock: the methods documented "lock held" must
-    be called with it held; the others take it themselves. ``on_stall_change``
-    is called, lock held, whenever :attr:`stalled` changes, so that the
-    connection can have the reactor watch the socket for writing.
+    be called with it held; the others take it themselves.
+    ``watcher.stall_changed()`` is called, lock held, whenever :attr:`stalled`
+    changes, so that the connection can have the reactor watch the socket for
+    writing.
 
     The writing methods raise ``OSError`` when the socket fails; the outbox is
     then empty and its write lock free.
@@ -94,11 +101,11 @@ class Outbox:
         "_chunks",
         "_front_partial",
         "_lock",
-        "_on_stall_change",
         "_pong",
         "_sock",
         "_socket_full",
         "_wait",
+        "_watcher",
         "_write_lock",
         "drops",
         "size",
@@ -111,12 +118,12 @@ class Outbox:
         sock: socket.socket,
         lock: Any,
         wait: Wait,
-        on_stall_change: Callable[[], None],
+        watcher: StallWatcher,
     ) -> None:
         self._sock = sock
         self._lock = lock
         self._wait = wait
-        self._on_stall_change = on_stall_change
+        self._watcher = watcher
         self._chunks: list[bytes] = []
         #: Bytes queued in ``_chunks``.
         self.size = 0
@@ -242,7 +249,7 @@ class Outbox:
                 if not self._chunks and self._pong is None:
                     if self.stalled:
                         self.stalled = False
-                        self._on_stall_change()
+                        self._watcher.stall_changed()
                     self._write_lock.release()
                     return
                 chunks, self._chunks = self._chunks, []
@@ -266,7 +273,7 @@ class Outbox:
                     self.drops += 1
                     if self.stalled:
                         self.stalled = False
-                        self._on_stall_change()
+                        self._watcher.stall_changed()
                     self._write_lock.release()
                 raise
             if rest:
@@ -276,7 +283,7 @@ class Outbox:
                     self._front_partial = partial
                     if not self.stalled:
                         self.stalled = True
-                        self._on_stall_change()
+                        self._watcher.stall_changed()
                 return
 
     def _write_chunks(

@@ -171,8 +171,10 @@ class ServerProtocol(Protocol):
         self.sink: FrameSink | None = None
         self._input = _PausableReader()
         self.reader = self._input
-        self.parser = self.parse()
-        next(self.parser)
+        # websockets' parser, started when a frame needs it (see _parse): the
+        # fast path takes the common frames, and an idle connection holds no
+        # parser waiting in its reader (two generators, 440 bytes).
+        self.parser = None  # type: ignore[assignment]
         self._max_size = max_size
         # Frames taken by the fast path (receive_simple): with no extension only.
         self._simple = not extensions
@@ -208,21 +210,54 @@ class ServerProtocol(Protocol):
             # Paused in the held at_eof; or in at_eof itself, with bytes the
             # fast path left in the buffer when the sink filled up.
             if reader.paused or (self._at_frame_start() and reader.buffer):
-                next(self.parser)
+                if self.parser is None:
+                    self._start_parser()  # Which parses what the buffer holds.
+                else:
+                    next(self.parser)
 
     def _at_frame_start(self) -> bool:
-        # Whether the parser waits in websockets' at_eof, before a frame.
-        waiting = self.parser.gi_yieldfrom  # type: ignore[attr-defined]
+        # Whether the parser waits in websockets' at_eof, before a frame, or
+        # is not started.
+        parser = self.parser
+        if parser is None:
+            return True
+        waiting = parser.gi_yieldfrom  # type: ignore[attr-defined]
         return waiting is not None and waiting.gi_code is _AT_EOF
+
+    def _start_parser(self) -> None:
+        self.parser = self.parse()
+        next(self.parser)
 
     def receive_data(self, data: bytes | bytearray) -> None:
         reader = self._input
         if reader.holding and self._at_frame_start():
-            # The fast path held parsing with the parser in at_eof itself, which
-            # would parse what comes: keep it for resume_parsing.
+            # The fast path held parsing with the parser in at_eof itself (or
+            # not started), which would parse what comes: keep it for resume_parsing.
             reader.buffer += data
             return
+        self._parse(data)
+
+    def receive_eof(self) -> None:
+        if self.parser is None:
+            self._start_parser()
+        super().receive_eof()
+
+    def _parse(self, data: bytes | bytearray) -> None:
+        """websockets' parser takes ``data``; it is let go once the fast path can go on."""
+        if self.parser is None:
+            self._start_parser()
         super().receive_data(data)
+        if (
+            self._simple
+            and not self._input.buffer
+            and not self._input.holding
+            and getattr(self, self._size_attribute) is None
+            and self.state is _OPEN
+            and self._at_frame_start()
+        ):
+            # Waiting for a frame's first byte with nothing buffered: the next
+            # frame is the fast path's, or starts a parser of its own.
+            self.parser = None  # type: ignore[assignment]
 
     def receive_simple(self, data: bytes) -> bool:
         """Take the common frames of ``data`` straight to the sink; False if it cannot.
@@ -242,12 +277,12 @@ class ServerProtocol(Protocol):
             :meth:`receive_data`.
         """
         reader = self._input
-        # The parser waits in at_eof, before a frame: see _at_frame_start.
-        waiting = self.parser.gi_yieldfrom  # type: ignore[attr-defined]
+        # The parser is not started, or waits in at_eof, before a frame: see _at_frame_start.
+        parser = self.parser
+        waiting = None if parser is None else parser.gi_yieldfrom  # type: ignore[attr-defined]
         if (
             not self._simple
-            or waiting is None
-            or waiting.gi_code is not _AT_EOF
+            or (parser is not None and (waiting is None or waiting.gi_code is not _AT_EOF))
             or reader.buffer
             or reader.holding
             or getattr(self, self._size_attribute) is not None
@@ -295,7 +330,7 @@ class ServerProtocol(Protocol):
                     reader.buffer += data[position:]
                 return True
         if position < end:
-            super().receive_data(data[position:] if position else data)
+            self._parse(data[position:] if position else data)
         return True
 
     def recv_frame(self, frame: Frame) -> None:

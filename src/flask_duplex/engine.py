@@ -87,8 +87,10 @@ class Engine:
         "_keepalive",
         "_lifecycle",
         "_lock",
+        "_name",
         "_options",
         "_outbox",
+        "_peer",
         "_pings",
         "_protocol",
         "_reactor",
@@ -98,7 +100,6 @@ class Engine:
         "_sock_timeout",
         "_tls",
         "_waiters",
-        "name",
     )
 
     def __init__(
@@ -113,6 +114,7 @@ class Engine:
         prefetched: bytes = b"",
         sock_timeout: float | EllipsisType | None = ...,
         name: str = "",
+        peer: str | None = None,
     ) -> None:
         """Open the connection: queue the handshake ``response`` (the 101), start reading.
 
@@ -120,9 +122,14 @@ class Engine:
 
         ``prefetched`` holds bytes the server read past the request head;
         ``sock_timeout`` is the timeout to give the socket back with (``...``:
-        the one it has now); ``name`` names the connection in logs.
+        the one it has now); ``name`` (the route) and ``peer`` (the client's
+        address) name the connection in logs.
         """
-        self.name = name
+        # Kept apart and joined when a log needs them: both are shared with
+        # the route and the environ, where a joined name would be a string per
+        # connection.
+        self._name = name
+        self._peer = peer
         self._protocol = protocol
         guarded = guard(sock)  # A TLS socket: one TLS call at a time (see tls.py).
         self._tls = guarded is not sock
@@ -137,7 +144,8 @@ class Engine:
         # The outbox and the reading state call back through this engine, not
         # through bound methods, which would cost every connection 64 bytes each.
         self._outbox = Outbox(sock, self._lock, reactor.wait, self)
-        self._inbox = Inbox(options.max_inbox, options.max_inbox_bytes)
+        # Made at the first message (see _made_inbox): until then, one empty inbox for all.
+        self._inbox = _NO_MESSAGES
         self._reading = Reading(reactor, self, reactor.handlers_read)
         self._pings: dict[bytes, Pong] | None = None  # Made by the first ping.
         self._events = 0  # what the reactor watches the socket for
@@ -394,6 +402,11 @@ class Engine:
         return time.monotonic() - self._resumed_at < seconds
 
     @property
+    def name(self) -> str:
+        """The connection's name in logs: its route, and the client's address."""
+        return self._name if self._peer is None else f"{self._name} ({self._peer})"
+
+    @property
     def lock(self) -> Any:
         """The connection's lock: held for short steps that never wait (see the module)."""
         return self._lock
@@ -410,6 +423,8 @@ class Engine:
             # Invalid UTF-8 raises UnicodeDecodeError, which websockets' parser
             # turns into a 1007 failure.
             inbox = self._inbox
+            if inbox is _NO_MESSAGES:
+                inbox = self._made_inbox()
             inbox.add(frame)
             if inbox.full:
                 self._protocol.hold_parsing()
@@ -418,9 +433,18 @@ class Engine:
     def on_message(self, message: Message) -> None:
         # The fast path's (wire.ServerProtocol.receive_simple): the protocol is open.
         inbox = self._inbox
+        if inbox is _NO_MESSAGES:
+            inbox = self._made_inbox()
         inbox.put(message)
         if inbox.full:
             self._protocol.hold_parsing()
+
+    def _made_inbox(self) -> Inbox:
+        # Lock held. A connection that has received nothing holds no inbox of
+        # its own (96 bytes); _NO_MESSAGES is only ever read.
+        options = self._options
+        inbox = self._inbox = Inbox(options.max_inbox, options.max_inbox_bytes)
+        return inbox
 
     def on_ping(self, data: bytes) -> None:
         pong = Frame(_PONG, data).serialize(mask=False, extensions=self._protocol.extensions)
@@ -728,6 +752,8 @@ class Engine:
         return ConnectionClosed(code, reason)
 
 
+#: The inbox of every connection that has received nothing yet: empty, never added to.
+_NO_MESSAGES = Inbox(1, 1)
 _TAKE_MESSAGE = Engine._take_message
 _INPUT_IS_OVER = Engine._input_is_over
 

@@ -233,7 +233,8 @@ class Upgrade:
                 response=response,
                 prefetched=handover.prefetched,
                 sock_timeout=handover.timeout,
-                name=f"{self._rule} ({self._environ.get('REMOTE_ADDR')})",
+                name=self._rule,
+                peer=self._environ.get("REMOTE_ADDR"),
             )
             self._engine = engine
             self._state.connections.opened()

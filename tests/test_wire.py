@@ -71,3 +71,48 @@ class _Sink:
 
     def on_message(self, message: str | bytes) -> None:
         raise AssertionError("no message was sent")
+
+
+def _masked(first: int, payload: bytes) -> bytes:
+    """A client's frame, masked with a zero key (the payload reads as is)."""
+    return bytes([first, 0x80 | len(payload)]) + b"\0\0\0\0" + payload
+
+
+class _Collecting(_Sink):
+    def __init__(self) -> None:
+        self.messages: list[str | bytes] = []
+        self.pings: list[bytes] = []
+
+    def on_data(self, frame: object) -> None:
+        self.messages.append(frame.data)  # type: ignore[attr-defined]
+
+    def on_ping(self, data: bytes) -> None:
+        self.pings.append(data)
+
+    def on_message(self, message: str | bytes) -> None:
+        self.messages.append(message)
+
+
+def test_idle_protocol_holds_no_parser() -> None:
+    """The parser starts for a frame the fast path leaves to it, and goes once it is parsed."""
+    protocol = _protocol()
+    sink = protocol.sink = _Collecting()
+    assert protocol.parser is None
+    assert protocol.receive_simple(_masked(0x81, b"hi"))
+    assert protocol.parser is None
+    assert protocol.receive_simple(_masked(0x89, b"ping"))  # To the parser.
+    assert sink.messages == ["hi"] and sink.pings == [b"ping"]
+    assert protocol.parser is None
+
+
+def test_parser_stays_while_a_fragmented_message_is_read() -> None:
+    """Between the fragments of a message the parser keeps its place."""
+    protocol = _protocol()
+    sink = protocol.sink = _Collecting()
+    assert protocol.receive_simple(_masked(0x01, b"frag"))  # Text, not final.
+    assert protocol.parser is not None
+    # While a message is under way the fast path leaves frames to the parser.
+    assert not protocol.receive_simple(_masked(0x80, b"ment"))
+    protocol.receive_data(_masked(0x80, b"ment"))  # Continuation, final.
+    assert protocol.parser is None
+    assert [bytes(m) for m in sink.messages] == [b"frag", b"ment"]

@@ -22,7 +22,11 @@ keep a connection's memory bounded whatever the peer sends:
   6455 5.5.3 allows answering only the most recent ping).
 
 The handshake is checked in ``handshake.py``, from what the WSGI server parsed;
-the protocol starts OPEN, and parsing starts at frames.
+the protocol starts OPEN, and parsing starts at frames. It is made without
+running websockets' ``__init__`` (see ``ServerProtocol.__init__``), and
+websockets' parser is started only for a frame the fast path leaves to it
+(``ServerProtocol.receive_simple``), and let go once the fast path can go
+on: an idle connection holds no parser.
 """
 
 from __future__ import annotations

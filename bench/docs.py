@@ -82,6 +82,7 @@ each other, and rerun them on your own hardware before you size a deployment by 
 make bench        # about {_MINUTES} minutes; rewrites this page and bench/results/
 make bench-smoke  # each contender starts, runs every scenario at its smallest, and stops
 .venv-bench/bin/python -m bench.floor  # a held plain request's cost, beside a WebSocket's
+.venv-bench/bin/python -m bench.cycle_cost  # a bare connection's server CPU against a plain GET's
 # Some rows only: contenders with --only, scenarios with --scenario (both repeatable)
 .venv-bench/bin/python -m bench --only flask-duplex-werkzeug --only flask-sock-werkzeug \\
     --scenario cycle-x10 --scenario get-x10 --scenario open-x1

@@ -17,6 +17,9 @@ The scenarios:
 
 - ``cycle``: connect, handshake (101), one 16 B echo, polite close (the client's close frame,
   the server's, the server's TCP close); 300 counted after 30 of warm-up.
+- ``cycle-bare``: the same without the echo: connect, handshake, polite close; 300 after 30.
+  What a measurement of the server from outside counts as a cycle (``python -m bench
+  --scenario cycle-bare-x10``).
 - ``echo-32`` and ``echo-64k``: one connection, opened before the warm-up and closed after the
   dump; 2,000 echoes of 32 B, or 200 of 64 KiB, after 30 of warm-up.
 - ``get``: connect, ``GET /plain`` with ``Connection: close``, the response read to the server's
@@ -220,6 +223,14 @@ def _cycles(port: int) -> Iterator[Callable[[], None]]:
     yield cycle
 
 
+def _bare_cycles(port: int) -> AbstractContextManager[Callable[[], None]]:
+    def cycle() -> None:
+        with _connect(port) as sock:
+            _Client(sock, port).close()
+
+    return nullcontext(cycle)
+
+
 def _echoes(size: int) -> Callable[[int], AbstractContextManager[Callable[[], None]]]:
     @contextmanager
     def echoes(port: int) -> Iterator[Callable[[], None]]:
@@ -276,6 +287,7 @@ SCENARIOS = {
     s.key: s
     for s in (
         Scenario("cycle", "connection cycle (16 B echo)", "cycle", 300, _cycles),
+        Scenario("cycle-bare", "connection cycle, no message", "cycle", 300, _bare_cycles),
         Scenario("echo-32", "32 B echo, one connection", "echo", 2000, _echoes(32)),
         Scenario("echo-64k", "64 KiB echo, one connection", "echo", 200, _echoes(2**16)),
         Scenario("get", "plain GET, Connection: close", "request", 300, _gets),

@@ -90,6 +90,7 @@ make bench-smoke  # each contender starts, runs every scenario at its smallest, 
 .venv-bench/bin/python -m bench.floor  # a held plain request's cost, beside a WebSocket's
 .venv-bench/bin/python -m bench.idle --steps 100,1000  # idle connections at scale, small
 .venv-bench/bin/python -m bench.switches  # thread switches per message, pinned and not (perf)
+.venv-bench/bin/python -m bench.cycle_cost  # a bare connection's server CPU against a plain GET's
 # Some rows only: contenders with --only, scenarios with --scenario (both repeatable)
 .venv-bench/bin/python -m bench --only flask-duplex-werkzeug --only flask-sock-werkzeug \\
     --scenario cycle-x10 --scenario get-x10 --scenario open-x1

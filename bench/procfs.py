@@ -7,7 +7,7 @@ missing rather than guess.
 
 from __future__ import annotations
 
-__all__ = ["cpu_seconds", "rss_kib", "serving_pids", "thread_count", "tree_pids"]
+__all__ = ["cpu_seconds", "cpu_user_system", "rss_kib", "serving_pids", "thread_count", "tree_pids"]
 
 import os
 from collections.abc import Iterable
@@ -66,6 +66,16 @@ def cpu_seconds(pids: Iterable[int]) -> float:
         fields = _stat_fields(pid)
         ticks += int(fields[11]) + int(fields[12])  # utime, stime
     return ticks / CLOCK_TICKS
+
+
+def cpu_user_system(pids: Iterable[int]) -> tuple[float, float]:
+    """:func:`cpu_seconds`, as user and system time apart."""
+    user = system = 0
+    for pid in pids:
+        fields = _stat_fields(pid)
+        user += int(fields[11])
+        system += int(fields[12])
+    return user / CLOCK_TICKS, system / CLOCK_TICKS
 
 
 def _stat_fields(pid: int) -> list[str]:

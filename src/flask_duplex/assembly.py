@@ -58,7 +58,9 @@ class Inbox:
         self.size = 0
         #: Whether the inbox reached one of its bounds.
         self.full = False
-        self._fragments: list[Message] = []
+        # The fragments of the message being assembled; made at a message's
+        # first fragment (most messages come whole, and an empty list is 56 bytes).
+        self._fragments: list[Message] | None = None
         # The decoder of the text message being assembled, if it is fragmented.
         self._decoder: codecs.IncrementalDecoder | None = None
 
@@ -79,17 +81,20 @@ class Inbox:
                 message: Message = str(data, "utf-8") if frame.opcode is _TEXT else bytes(data)
             else:
                 # Fragmented: decode text as it comes, to fail fast on bad UTF-8.
+                fragments = self._fragments
+                if fragments is None:
+                    fragments = self._fragments = []
                 if frame.opcode is _TEXT:
                     self._decoder = codecs.getincrementaldecoder("utf-8")()
                 if self._decoder is not None:
-                    self._fragments.append(self._decoder.decode(data, frame.fin))
+                    fragments.append(self._decoder.decode(data, frame.fin))
                 else:
-                    self._fragments.append(bytes(data))
+                    fragments.append(bytes(data))
                 if not frame.fin:
                     return
                 joiner: Message = "" if self._decoder is not None else b""
-                message = joiner.join(self._fragments)  # type: ignore[arg-type]
-                self._fragments = []
+                message = joiner.join(fragments)  # type: ignore[arg-type]
+                self._fragments = None
                 self._decoder = None
         except UnicodeDecodeError:
             self.clear()
@@ -120,5 +125,5 @@ class Inbox:
         self._messages = None
         self.count = self.size = 0
         self.full = False
-        self._fragments = []
+        self._fragments = None
         self._decoder = None

@@ -90,8 +90,10 @@ class Engine:
         "_keepalive",
         "_lifecycle",
         "_lock",
+        "_name",
         "_options",
         "_outbox",
+        "_peer",
         "_pings",
         "_protocol",
         "_reactor",
@@ -101,7 +103,6 @@ class Engine:
         "_sock_timeout",
         "_tls",
         "_waiters",
-        "name",
     )
 
     def __init__(
@@ -116,6 +117,7 @@ class Engine:
         prefetched: bytes = b"",
         sock_timeout: float | EllipsisType | None = ...,
         name: str = "",
+        peer: str | None = None,
     ) -> None:
         """Open the connection: queue the handshake ``response`` (the 101), start reading.
 
@@ -123,9 +125,14 @@ class Engine:
 
         ``prefetched`` holds bytes the server read past the request head;
         ``sock_timeout`` is the timeout to give the socket back with (``...``:
-        the one it has now); ``name`` names the connection in logs.
+        the one it has now); ``name`` (the route) and ``peer`` (the client's
+        address) name the connection in logs.
         """
-        self.name = name
+        # Kept apart and joined when a log needs them: both are shared with
+        # the route and the environ, where a joined name would be a string per
+        # connection.
+        self._name = name
+        self._peer = peer
         self._protocol = protocol
         guarded = guard(sock)  # A TLS socket: one TLS call at a time (see tls.py).
         self._tls = guarded is not sock
@@ -137,9 +144,12 @@ class Engine:
         # Made by the first thread that waits for input (see _wait_for).
         self._input_ready: threading.Condition | None = None
         self._waiters = 0  # threads waiting on _input_ready: notify only if any
-        self._outbox = Outbox(sock, self._lock, reactor.wait, self._update_watch)
-        self._inbox = Inbox(options.max_inbox, options.max_inbox_bytes)
-        self._reading = Reading(reactor, self._rearm, reactor.handlers_read)
+        # The outbox and the reading state call back through this engine, not
+        # through bound methods, which would cost every connection 64 bytes each.
+        self._outbox = Outbox(sock, self._lock, reactor.wait, self)
+        # Made at the first message (see _made_inbox): until then, one empty inbox for all.
+        self._inbox = _NO_MESSAGES
+        self._reading = Reading(reactor, self, reactor.handlers_read)
         self._pings: dict[bytes, Pong] | None = None  # Made by the first ping.
         self._events = 0  # what the reactor watches the socket for
         self._deadline: Timer | None = None  # close_timeout, once out of OPEN
@@ -170,7 +180,7 @@ class Engine:
             self._reading.start()
         if not reactor.handlers_read:
             self._start_keepalive()
-        # Else at the reactor's first tick (_rearm): a connection that ends
+        # Else at the reactor's first tick (rearm): a connection that ends
         # within it, as many do, never schedules a ping.
 
     # -- what the WebSocket calls ---------------------------------------------
@@ -183,7 +193,9 @@ class Engine:
                 every message that came before the close was returned.
         """
         deadline = None if timeout is None else time.monotonic() + timeout
-        take = self._take_message
+        # The function, not a bound method: this frame waits while the connection
+        # is idle, and a bound method would cost each idle connection 64 bytes.
+        take = _TAKE_MESSAGE
         with self._lock:
             # The echo loop's case, first and without a call: nothing waiting,
             # input open, and this thread may read (what _take_turn would find).
@@ -316,9 +328,9 @@ class Engine:
         self._start_close(code, reason, reactor_reads=not self._reactor.handlers_read)
         deadline = time.monotonic() + self._options.close_timeout
         with self._lock:
-            turn = self._take_turn(self._input_is_over, self._end_or_turn, deadline)
+            turn = self._take_turn(_INPUT_IS_OVER, self._end_or_turn, deadline)
         if turn is _READ_HERE:
-            turn = self._read_here(deadline, self._input_is_over)
+            turn = self._read_here(deadline, _INPUT_IS_OVER)
         if turn is not True:  # The peer did not answer in time.
             self.abort()
 
@@ -421,6 +433,16 @@ class Engine:
         return time.monotonic() - self._resumed_at < seconds
 
     @property
+    def name(self) -> str:
+        """The connection's name in logs: its route, and the client's address."""
+        return self._name if self._peer is None else f"{self._name} ({self._peer})"
+
+    @property
+    def lock(self) -> Any:
+        """The connection's lock: held for short steps that never wait (see the module)."""
+        return self._lock
+
+    @property
     def is_open(self) -> bool:
         return self._lifecycle.state is _OPEN
 
@@ -432,6 +454,8 @@ class Engine:
             # Invalid UTF-8 raises UnicodeDecodeError, which websockets' parser
             # turns into a 1007 failure.
             inbox = self._inbox
+            if inbox is _NO_MESSAGES:
+                inbox = self._made_inbox()
             inbox.add(frame)
             if inbox.full:
                 self._protocol.hold_parsing()
@@ -440,9 +464,18 @@ class Engine:
     def on_message(self, message: Message) -> None:
         # The fast path's (wire.ServerProtocol.receive_simple): the protocol is open.
         inbox = self._inbox
+        if inbox is _NO_MESSAGES:
+            inbox = self._made_inbox()
         inbox.put(message)
         if inbox.full:
             self._protocol.hold_parsing()
+
+    def _made_inbox(self) -> Inbox:
+        # Lock held. A connection that has received nothing holds no inbox of
+        # its own (96 bytes); _NO_MESSAGES is only ever read.
+        options = self._options
+        inbox = self._inbox = Inbox(options.max_inbox, options.max_inbox_bytes)
+        return inbox
 
     def on_ping(self, data: bytes) -> None:
         pong = Frame(_PONG, data).serialize(mask=False, extensions=self._protocol.extensions)
@@ -461,11 +494,11 @@ class Engine:
     # -- reading ----------------------------------------------------------------
 
     def _read_directly(
-        self, deadline: float | None, settle: Callable[[], Any]
+        self, deadline: float | None, settle: Callable[[Engine], Any]
     ) -> Message | bool | None:
-        """Read the socket on this thread until ``settle()`` gives an answer, or the deadline.
+        """Read the socket on this thread until ``settle(self)`` gives an answer, or the deadline.
 
-        After each read, ``settle()`` runs under the lock: ``None`` reads on,
+        After each read, ``settle(self)`` runs under the lock: ``None`` reads on,
         an exception is raised, anything else is returned. Returns ``None``
         when the deadline passes first.
         """
@@ -493,7 +526,7 @@ class Engine:
             more = len(data) == RECV_SIZE
             with self._lock:
                 self._feed(data)
-                answer = settle()
+                answer = settle(self)
             # Never wait here: receive() must keep its timeout even while a
             # sender waits on a peer that does not read. (_flush, inline: once per read.)
             try:
@@ -506,9 +539,9 @@ class Engine:
                 return cast("Message | bool", answer)
 
     def _take_turn(
-        self, settle: Callable[[], Any], wakeup: Callable[[], bool], deadline: float | None
+        self, settle: Callable[[Engine], Any], wakeup: Callable[[], bool], deadline: float | None
     ) -> Any:
-        """Wait for ``settle()`` to answer, or to become the socket's reader (lock held).
+        """Wait for ``settle(self)`` to answer, or to become the socket's reader (lock held).
 
         The one place where a thread that needs input (``receive()``, and
         ``close()`` waiting for the peer's answer) either gets it from the
@@ -524,7 +557,7 @@ class Engine:
             # settle() can only answer with a message waiting or input over:
             # in an echo loop neither is true, and this saves a call per message.
             if self._inbox.count or not self._lifecycle.input_open:
-                answer = settle()
+                answer = settle(self)
                 if answer is not None:
                     return answer
             if self._reading.claim():
@@ -538,7 +571,7 @@ class Engine:
                 return None
             self._wait_for(wakeup, wait)
 
-    def _read_here(self, deadline: float | None, settle: Callable[[], Any]) -> Any:
+    def _read_here(self, deadline: float | None, settle: Callable[[Engine], Any]) -> Any:
         """Read on this thread, the socket's reader, then hand reading back (see reading.py)."""
         try:
             return self._read_directly(deadline, settle)
@@ -715,8 +748,13 @@ class Engine:
             assert self._input_ready is not None
             self._input_ready.notify_all()
 
-    def _rearm(self) -> None:
-        # Reactor thread, a tick after the connection opened or a receive() returned.
+    def stall_changed(self) -> None:
+        # outbox.StallWatcher, lock held: the reactor watches for writing, or stops.
+        self._update_watch()
+
+    def rearm(self) -> None:
+        # reading.Rearmed: reactor thread, a tick after the connection opened or
+        # a receive() returned.
         with self._lock:
             self._reading.tick()
             self._update_watch()
@@ -749,6 +787,12 @@ class Engine:
     def _closed_error(self) -> ConnectionClosed:
         code, reason = self._lifecycle.close_info() or (1006, "")
         return ConnectionClosed(code, reason)
+
+
+#: The inbox of every connection that has received nothing yet: empty, never added to.
+_NO_MESSAGES = Inbox(1, 1)
+_TAKE_MESSAGE = Engine._take_message
+_INPUT_IS_OVER = Engine._input_is_over
 
 
 def _log_overflow(name: str, options: Options) -> None:

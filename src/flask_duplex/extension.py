@@ -65,13 +65,15 @@ class DuplexState:
         self.disconnect_hooks = duplex.disconnect_hooks
         #: The app's JSON encoder, compact, made once.
         self.json_dumps = _compact_dumps(app)
+        #: The app's JSON decoder, made once (a bound method per connection costs 64 bytes).
+        self.json_loads: Callable[[str | bytes], Any] = app.json.loads
         self._app = weakref.ref(app)
         self._config = app.config
         self._options: dict[Route, Options] = {}
         self._warned_servers: set[str] = set()
         self.tasks = Tasks(app)
         self.channels = Channels()
-        loads = app.json.loads
+        loads = self.json_loads
         channels = self.channels
 
         def channel_message(channel: str, message: str | bytes, is_json: bool) -> None:

@@ -40,9 +40,15 @@ class Pinged(Protocol):
 
 
 class Keepalive:
-    """Keepalive pings for one connection, from the first ping to :meth:`cancel`."""
+    """Keepalive pings for one connection, from the first ping to :meth:`cancel`.
 
-    __slots__ = ("_conn", "_interval", "_pong", "_reactor", "_timeout", "_timer")
+    Its timer calls the keepalive itself (:meth:`__call__`), which takes the
+    next step: a bound method kept in the timer would cost every idle
+    connection 64 bytes. (The timer and the keepalive refer to each other
+    until the timer fires or is cancelled.)
+    """
+
+    __slots__ = ("_checking", "_conn", "_interval", "_pong", "_reactor", "_timeout", "_timer")
 
     def __init__(
         self, conn: Pinged, interval: float, timeout: float | None, reactor: Reactor
@@ -52,10 +58,18 @@ class Keepalive:
         self._timeout = timeout
         self._reactor = reactor
         self._pong: Pong | None = None
-        self._timer: Timer = reactor.call_later(interval, self._ping)
+        self._checking = False  # the next step checks the pong, rather than pings
+        self._timer: Timer = reactor.call_later(interval, self)
 
     def cancel(self) -> None:
         self._timer.cancel()
+
+    def __call__(self) -> None:
+        # The timer is due (reactor thread).
+        if self._checking:
+            self._check_pong()
+        else:
+            self._ping()
 
     def _ping(self) -> None:
         pong = self._conn.keepalive_ping(os.urandom(4))
@@ -63,9 +77,10 @@ class Keepalive:
             return
         self._pong = pong
         if self._timeout is None:
-            self._timer = self._reactor.call_later(self._interval, self._ping)
+            self._timer = self._reactor.call_later(self._interval, self)
         else:
-            self._timer = self._reactor.call_later(self._timeout, self._check_pong)
+            self._checking = True
+            self._timer = self._reactor.call_later(self._timeout, self)
 
     def _check_pong(self) -> None:
         if not self._conn.is_open:
@@ -74,9 +89,10 @@ class Keepalive:
             assert self._timeout is not None
             if self._conn.input_paused_within(self._timeout):
                 # The pong may be among what we have not read yet: wait on.
-                self._timer = self._reactor.call_later(self._timeout, self._check_pong)
+                self._timer = self._reactor.call_later(self._timeout, self)
                 return
             self._conn.keepalive_failed()
             return
         delay = max(0.0, self._interval - (self._timeout or 0.0))
-        self._timer = self._reactor.call_later(delay, self._ping)
+        self._checking = False
+        self._timer = self._reactor.call_later(delay, self)

@@ -103,12 +103,14 @@ LEFT_OPEN = 2
 INPUT_ENDED = 4
 
 _CONNECTING, _OPEN, _CLOSING, _CLOSED, _FINISHED = State
-_ALLOWED: dict[State, frozenset[State]] = {
-    _CONNECTING: frozenset({_OPEN, _CLOSED}),
-    _OPEN: frozenset({_CLOSING, _CLOSED}),
-    _CLOSING: frozenset({_CLOSED}),
-    _CLOSED: frozenset({_FINISHED}),
-    _FINISHED: frozenset(),
+# Keyed by the state's value and held in tuples: an enum member's hash is a
+# Python call, and a connection makes four transitions.
+_ALLOWED: dict[str, tuple[State, ...]] = {
+    _CONNECTING._value_: (_OPEN, _CLOSED),
+    _OPEN._value_: (_CLOSING, _CLOSED),
+    _CLOSING._value_: (_CLOSED,),
+    _CLOSED._value_: (_FINISHED,),
+    _FINISHED._value_: (),
 }
 _PROTOCOL_CLOSED = ProtocolState.CLOSED
 
@@ -263,7 +265,7 @@ class Lifecycle:
         return actions
 
     def _move(self, new: State) -> None:
-        if new not in _ALLOWED[self.state]:
+        if new not in _ALLOWED[self.state._value_]:
             raise IllegalTransition(f"a connection cannot go from {self.state} to {new}")
         self.state = new
         self.input_open = new is _OPEN or new is _CLOSING

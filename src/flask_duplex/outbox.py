@@ -51,14 +51,13 @@ import socket
 import ssl
 import threading
 import time
-from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from .green import Wait, raw_send
 from .tls import is_tls
 from .wire import frame_header
 
-__all__ = ["NOT_YET", "Outbox", "Outgoing", "shutdown_socket"]
+__all__ = ["NOT_YET", "Outbox", "Outgoing", "StallWatcher", "shutdown_socket"]
 
 # What a non-blocking socket raises for "not now, try again when ready". A TLS
 # socket raises the ssl ones, for a record only partly arrived or a write that
@@ -81,13 +80,21 @@ class Outgoing:
         self.frame = frame_header(len(self.payload), self.text) + self.payload
 
 
+class StallWatcher(Protocol):
+    """The connection, as its :class:`Outbox` tells it that writing stalled or went on."""
+
+    def stall_changed(self) -> None:
+        """:attr:`Outbox.stalled` changed (lock held)."""
+
+
 class Outbox:
     """The bytes waiting to go out on one socket, written in order by one writer at a time.
 
     ``lock`` is the connection's lock: the methods documented "lock held" must
-    be called with it held; the others take it themselves. ``on_stall_change``
-    is called, lock held, whenever :attr:`stalled` changes, so that the
-    connection can have the reactor watch the socket for writing.
+    be called with it held; the others take it themselves.
+    ``watcher.stall_changed()`` is called, lock held, whenever :attr:`stalled`
+    changes, so that the connection can have the reactor watch the socket for
+    writing.
 
     The writing methods raise ``OSError`` when the socket fails; the outbox is
     then empty and its write lock free.
@@ -97,12 +104,12 @@ class Outbox:
         "_chunks",
         "_front_partial",
         "_lock",
-        "_on_stall_change",
         "_pong",
         "_send_now",
         "_sock",
         "_socket_full",
         "_wait",
+        "_watcher",
         "_write_lock",
         "drops",
         "size",
@@ -115,13 +122,13 @@ class Outbox:
         sock: socket.socket,
         lock: Any,
         wait: Wait,
-        on_stall_change: Callable[[], None],
+        watcher: StallWatcher,
     ) -> None:
         self._sock = sock
         self._send_now = raw_send(sock)  # For write_if_idle, the broadcasts' path.
         self._lock = lock
         self._wait = wait
-        self._on_stall_change = on_stall_change
+        self._watcher = watcher
         self._chunks: list[bytes] = []
         #: Bytes queued in ``_chunks``.
         self.size = 0
@@ -291,7 +298,7 @@ class Outbox:
                 if not self._chunks and self._pong is None:
                     if self.stalled:
                         self.stalled = False
-                        self._on_stall_change()
+                        self._watcher.stall_changed()
                     self._write_lock.release()
                     return
                 chunks, self._chunks = self._chunks, []
@@ -315,7 +322,7 @@ class Outbox:
                     self.drops += 1
                     if self.stalled:
                         self.stalled = False
-                        self._on_stall_change()
+                        self._watcher.stall_changed()
                     self._write_lock.release()
                 raise
             if rest:
@@ -325,7 +332,7 @@ class Outbox:
                     self._front_partial = partial
                     if not self.stalled:
                         self.stalled = True
-                        self._on_stall_change()
+                        self._watcher.stall_changed()
                 return
 
     def _write_chunks(

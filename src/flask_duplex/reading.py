@@ -32,12 +32,12 @@ from __future__ import annotations
 
 import enum
 import socket
-from collections.abc import Callable
+from typing import Protocol
 
 from .outbox import NOT_YET
 from .reactor import Reactor
 
-__all__ = ["RECV_SIZE", "Reader", "Reading", "recv"]
+__all__ = ["RECV_SIZE", "Reader", "Reading", "Rearmed", "recv"]
 
 # Below glibc's mmap threshold (128 KiB): a bigger buffer costs an mmap and
 # page faults on every read. Above a TLS record (16 KiB): a read from a TLS
@@ -54,18 +54,26 @@ class Reader(enum.Enum):
     NOBODY = "nobody"
 
 
+class Rearmed(Protocol):
+    """The connection, as its :class:`Reading` calls it back."""
+
+    def rearm(self) -> None:
+        """The reactor's tick after a handler left ``receive()``: take the lock, call
+        :meth:`Reading.tick`."""
+
+
 class Reading:
     """The read side of one connection: its reader, and the handovers between readers."""
 
-    __slots__ = ("_handlers_read", "_reactor", "_rearm", "_tick_pending", "reader")
+    __slots__ = ("_conn", "_handlers_read", "_reactor", "_tick_pending", "reader")
 
-    def __init__(self, reactor: Reactor, rearm: Callable[[], None], handlers_read: bool) -> None:
+    def __init__(self, reactor: Reactor, conn: Rearmed, handlers_read: bool) -> None:
         self._reactor = reactor
         self._handlers_read = handlers_read
-        #: Called on the reactor's next tick after a handler left ``receive()``;
-        #: it takes the lock and calls :meth:`tick`.
-        self._rearm = rearm
-        self._tick_pending = False  # _rearm is scheduled on the reactor
+        # conn.rearm is looked up when it is scheduled: a bound method kept
+        # here would cost every idle connection 64 bytes.
+        self._conn = conn
+        self._tick_pending = False  # conn.rearm is scheduled on the reactor
         # A new connection's handler usually receives at once: the reactor
         # takes the socket only if it has not by the next tick (see start()),
         # so a short connection never costs a registration with the reactor.
@@ -75,7 +83,7 @@ class Reading:
         """The connection opened: the reactor reads from its next tick on, unless a thread does."""
         if self.reader is Reader.NOBODY and not self._tick_pending:
             self._tick_pending = True
-            self._reactor.rearm_soon(self._rearm)
+            self._reactor.rearm_soon(self._conn.rearm)
 
     def may_claim(self) -> bool:
         """Whether a thread that needs input may become the reader now (lock held).
@@ -106,7 +114,7 @@ class Reading:
         self.reader = Reader.NOBODY
         if not self._tick_pending:
             self._tick_pending = True
-            self._reactor.rearm_soon(self._rearm)
+            self._reactor.rearm_soon(self._conn.rearm)
 
     def tick(self) -> None:
         """The reactor's tick after a release (lock held)."""

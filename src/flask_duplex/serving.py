@@ -80,6 +80,8 @@ class ServeContext(Protocol):
     hub: Hub
     #: The app's JSON encoder, for ``send_json`` and broadcasts.
     json_dumps: Callable[[Any], str]
+    #: The app's JSON decoder, for ``receive_json``.
+    json_loads: Callable[[str | bytes], Any]
     #: Run with each connection once it is accepted, and once it ended.
     connect_hooks: list[Hook]
     disconnect_hooks: list[Hook]
@@ -125,12 +127,14 @@ def serve(
         lifecycle=lifecycle,
         hub=state.hub,
         json_dumps=state.json_dumps,
-        json_loads=app.json.loads,
+        json_loads=state.json_loads,
     )
     del result  # The Upgrade keeps what accepting needs.
     try:
         try:
-            returned = route.handler(ws, **view_args)
+            # Without arguments, without a dict for them: the handler's frames
+            # stay for the connection's life (and under gevent, its C stack).
+            returned = route.handler(ws, **view_args) if view_args else route.handler(ws)
         except Exception as exc:
             if upgrade.reject():
                 raise  # Not accepted: Flask answers, as for a view (401, 500, ...).
@@ -193,13 +197,19 @@ class Upgrade:
         self._options = options
         self._lifecycle = lifecycle
         self._engine: Engine | None = None
-        # Held only for a few non-blocking steps (see open()): a short lock.
+        # Held only for a few non-blocking steps (see accept()): a short lock.
+        # Once the connection is accepted it is the engine's lock instead, and
+        # this one is freed: nothing waits on it any more (every step below
+        # looks at _engine first).
         self._reactor = get_reactor()
         self._lock = self._reactor.short_lock()
         #: Accepting was refused: the server is shutting down.
         self.refused = False
 
     def accept(self, lifecycle: Lifecycle) -> tuple[Engine, bool]:
+        engine = self._engine
+        if engine is not None:
+            return engine, False
         with self._lock:
             if self._engine is not None:
                 return self._engine, False
@@ -223,11 +233,14 @@ class Upgrade:
                 response=response,
                 prefetched=handover.prefetched,
                 sock_timeout=handover.timeout,
-                name=f"{self._rule} ({self._environ.get('REMOTE_ADDR')})",
+                name=self._rule,
+                peer=self._environ.get("REMOTE_ADDR"),
             )
             self._engine = engine
             self._state.connections.opened()
-            return engine, True
+        # A thread that took the old lock before this finds _engine set.
+        self._lock = engine.lock
+        return engine, True
 
     def accepted(self, ws: WebSocket) -> None:
         self._state.hub.add(ws)
@@ -246,6 +259,8 @@ class Upgrade:
 
     def reject(self) -> bool:
         """Turn the client away before accepting; False if the connection was accepted."""
+        if self._engine is not None:
+            return False
         with self._lock:
             if not self._lifecycle.reject():
                 return False

@@ -22,15 +22,21 @@ keep a connection's memory bounded whatever the peer sends:
   6455 5.5.3 allows answering only the most recent ping).
 
 The handshake is checked in ``handshake.py``, from what the WSGI server parsed;
-the protocol starts OPEN, and parsing starts at frames.
+the protocol starts OPEN, and parsing starts at frames. It is made without
+running websockets' ``__init__`` (see ``ServerProtocol.__init__``), and
+websockets' parser is started only for a frame the fast path leaves to it
+(``ServerProtocol.receive_simple``), and let go once the fast path can go
+on: an idle connection holds no parser.
 """
 
 from __future__ import annotations
 
 import logging
 import struct
+import uuid
 from collections.abc import Generator
 from typing import Protocol as Interface
+from typing import cast
 
 from websockets.extensions import Extension
 from websockets.frames import Frame, Opcode
@@ -131,6 +137,25 @@ class _Partial:
         return b"".join([self.header, *self.chunks])
 
 
+# What ServerProtocol copies websockets' attributes from, one per max_size (see __init__).
+_TEMPLATES: dict[int | None, tuple[tuple[str, object], ...]] = {}
+_NO_EXTENSIONS = cast("list[Extension]", ())
+# Attributes of websockets' protocol that are this connection's own, never the template's.
+_OWN = frozenset({"id", "debug", "events", "writes", "extensions", "reader", "parser"})
+
+
+def _template(max_size: int | None) -> tuple[tuple[str, object], ...]:
+    """websockets' protocol attributes, at their values when it opens, but for those of _OWN."""
+    template = _TEMPLATES.get(max_size)
+    if template is None:
+        made = Protocol(Side.SERVER, state=State.OPEN, max_size=max_size, logger=_LOGGER)
+        template = tuple((k, v) for k, v in vars(made).items() if k not in _OWN)
+        made.parser.close()
+        if len(_TEMPLATES) < 64:  # Routes have a few sizes; a bound in case one has many.
+            _TEMPLATES[max_size] = template
+    return template
+
+
 class ServerProtocol(Protocol):
     """websockets' protocol, server side and open, with frames handed to a sink.
 
@@ -145,16 +170,32 @@ class ServerProtocol(Protocol):
         subprotocol: str | None,
         max_size: int | None,
     ) -> None:
-        super().__init__(Side.SERVER, state=State.OPEN, max_size=max_size, logger=_LOGGER)
-        self.extensions = extensions
+        # websockets' own __init__ would run here. It costs a third of the
+        # handshake (a uuid4(), with its getrandom() system call, for an id
+        # this library never reads; a reader and a started parser that are
+        # replaced below), so its attributes are copied instead from a protocol
+        # that it made once (_template): every attribute whatever the release.
+        # Each mutable one is made anew below (the lists, the reader, the
+        # parser); tests/test_wire.py checks that no other is shared.
+        # One at a time, in the same order for every connection: the instance
+        # dict then keeps sharing its keys with the class's (a dict.update()
+        # would make a dict of its own, twice the size).
+        for name, value in _template(max_size):
+            setattr(self, name, value)
+        self.debug = _LOGGER.isEnabledFor(logging.DEBUG)
+        self.events = []
+        self.writes = []
+        # A negotiated extension's list, or one empty tuple for all (never appended to).
+        self.extensions = extensions or _NO_EXTENSIONS
         self.subprotocol = None if subprotocol is None else Subprotocol(subprotocol)
         #: Receives the frames; set by the engine when the connection opens.
         self.sink: FrameSink | None = None
         self._input = _PausableReader()
         self.reader = self._input
-        # websockets started its parser on the reader it made; start ours on this one.
-        self.parser = self.parse()
-        next(self.parser)
+        # websockets' parser, started when a frame needs it (see _parse): the
+        # fast path takes the common frames, and an idle connection holds no
+        # parser waiting in its reader (two generators, 440 bytes).
+        self.parser = None  # type: ignore[assignment]
         self._max_size = max_size
         # Frames taken by the fast path (receive_simple): with no extension only.
         self._simple = not extensions
@@ -162,6 +203,18 @@ class ServerProtocol(Protocol):
         self._partial: _Partial | None = None
         # websockets 16 renamed the size of the fragmented message being read.
         self._size_attribute = "current_size" if hasattr(self, "current_size") else "cur_size"
+
+    @property
+    def id(self) -> uuid.UUID:
+        """websockets' id of the connection, for logs: made when first read."""
+        made = self.__dict__.get("_id")
+        if made is None:
+            made = self.__dict__["_id"] = uuid.uuid4()
+        return cast("uuid.UUID", made)
+
+    @id.setter
+    def id(self, value: uuid.UUID) -> None:
+        self.__dict__["_id"] = value
 
     @property
     def parse_held(self) -> bool:
@@ -180,21 +233,59 @@ class ServerProtocol(Protocol):
             # Paused in the held at_eof; or in at_eof itself, with bytes the
             # fast path left in the buffer when the sink filled up.
             if reader.paused or (self._at_frame_start() and reader.buffer):
-                next(self.parser)
+                if self.parser is None:
+                    self._start_parser()  # Which parses what the buffer holds.
+                else:
+                    next(self.parser)
 
     def _at_frame_start(self) -> bool:
-        # Whether the parser waits in websockets' at_eof, before a frame.
-        waiting = self.parser.gi_yieldfrom  # type: ignore[attr-defined]
+        # Whether the parser waits in websockets' at_eof, before a frame, or
+        # is not started.
+        parser = self.parser
+        if parser is None:
+            return True
+        waiting = parser.gi_yieldfrom  # type: ignore[attr-defined]
         return waiting is not None and waiting.gi_code is _AT_EOF
+
+    def _start_parser(self) -> None:
+        self.parser = self.parse()
+        next(self.parser)
 
     def receive_data(self, data: bytes | bytearray) -> None:
         reader = self._input
         if reader.holding and self._at_frame_start():
-            # The fast path held parsing with the parser in at_eof itself, which
-            # would parse what comes: keep it for resume_parsing.
+            # The fast path held parsing with the parser in at_eof itself (or
+            # not started), which would parse what comes: keep it for resume_parsing.
             reader.buffer += data
             return
+        self._parse(data)
+
+    def receive_eof(self) -> None:
+        partial = self._partial
+        if partial is not None:
+            # The peer left in the middle of a frame: the parser says how that ends.
+            self._partial = None
+            self._parse(partial.raw())
+        if self.parser is None:
+            self._start_parser()
+        super().receive_eof()
+
+    def _parse(self, data: bytes | bytearray) -> None:
+        """websockets' parser takes ``data``; it is let go once the fast path can go on."""
+        if self.parser is None:
+            self._start_parser()
         super().receive_data(data)
+        if (
+            self._simple
+            and not self._input.buffer
+            and not self._input.holding
+            and getattr(self, self._size_attribute) is None
+            and self.state is _OPEN
+            and self._at_frame_start()
+        ):
+            # Waiting for a frame's first byte with nothing buffered: the next
+            # frame is the fast path's, or starts a parser of its own.
+            self.parser = None  # type: ignore[assignment]
 
     def receive_simple(self, data: bytes) -> bool:
         """Take the common frames of ``data`` straight to the sink; False if it cannot.
@@ -204,8 +295,8 @@ class ServerProtocol(Protocol):
         the connection open, each whole, unfragmented text or binary frame at
         the front of ``data`` is unmasked and handed to ``sink.on_message``
         without websockets' generator-based parser. A frame whose payload goes
-        on past the end of ``data`` is gathered, still masked, in a buffer of
-        its length (at most ``max_size``) over the next reads, then handed
+        on past the end of ``data`` is gathered, still masked, over the next
+        reads (views of them, joined once: at most ``max_size``), then handed
         over: one copy of a large message instead of the parser's several.
         At the first frame that is anything else (a control frame, a
         fragment, one whose header is cut by the end of the read, one over
@@ -230,12 +321,12 @@ class ServerProtocol(Protocol):
                 reader.buffer += data
                 return True
             taken = True
-        # The parser waits in at_eof, before a frame: see _at_frame_start.
-        waiting = self.parser.gi_yieldfrom  # type: ignore[attr-defined]
+        # The parser is not started, or waits in at_eof, before a frame: see _at_frame_start.
+        parser = self.parser
+        waiting = None if parser is None else parser.gi_yieldfrom  # type: ignore[attr-defined]
         if (
             not self._simple
-            or waiting is None
-            or waiting.gi_code is not _AT_EOF
+            or (parser is not None and (waiting is None or waiting.gi_code is not _AT_EOF))
             or reader.buffer
             or reader.holding
             or getattr(self, self._size_attribute) is not None
@@ -243,7 +334,7 @@ class ServerProtocol(Protocol):
             or self.debug
         ):
             if taken:
-                super().receive_data(data)
+                self._parse(data)
                 return True
             return False
         max_size = self._max_size
@@ -272,8 +363,8 @@ class ServerProtocol(Protocol):
             if stop > end:
                 if start > end:
                     break  # The header itself is cut: the parser waits for the rest.
-                # The payload comes in the next reads: gather it here, still
-                # masked, in one buffer of its length (at most max_size).
+                # The payload comes in the next reads: keep views of them, still
+                # masked, and join them once it is all in (at most max_size).
                 partial = self._partial = _Partial(data[position:start], length)
                 partial.chunks.append(memoryview(data)[start:])
                 partial.missing -= end - start
@@ -293,7 +384,7 @@ class ServerProtocol(Protocol):
                     reader.buffer += data[position:]
                 return True
         if position < end:
-            super().receive_data(data[position:] if position else data)
+            self._parse(data[position:] if position else data)
         return True
 
     def _receive_partial(self, data: bytes, sink: FrameSink) -> bytes:
@@ -314,20 +405,12 @@ class ServerProtocol(Protocol):
                 message: str | bytes = unmasked.decode()
             except UnicodeDecodeError:
                 # The parser fails the connection with 1007, as it does.
-                super().receive_data(header + payload + data[take:])
+                self._parse(header + payload + data[take:])
                 return b""
         else:
             message = unmasked
         sink.on_message(message)
         return data[take:]
-
-    def receive_eof(self) -> None:
-        partial = self._partial
-        if partial is not None:
-            # The peer left in the middle of a frame: the parser says how that ends.
-            self._partial = None
-            super().receive_data(partial.raw())
-        super().receive_eof()
 
     def recv_frame(self, frame: Frame) -> None:
         sink = self.sink

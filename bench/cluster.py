@@ -29,11 +29,14 @@ Measured in each phase's window (``--seconds`` of publishing):
 
 - **Latency**, from the send time in the message to its receipt by a client (one monotonic clock
   for every process of the machine): p50 and p99.
-- **Redis-to-process messages per broadcast**, counted at Redis: the calls of PUBLISH during the
-  window (``INFO commandstats``, which counts the calls a script makes too), times the
-  subscribers of the channels published on (``PUBSUB NUMSUB``: the app's channel in the
-  one-channel design, every hub's channel in the targeted one; the run checks that each of those
-  channels has the same number, and says so when not), divided by the broadcasts sent.
+- **Redis-to-process messages per broadcast**, counted where they arrive: every serving
+  process counts what its hub's subscriber takes from Redis and writes the count into Redis
+  every 0.2 s (``bench/servers/cluster_app.py``); the growth of their sum over the window,
+  divided by the broadcasts sent. (Counting at Redis, PUBLISH calls times the subscribers of the
+  channels published on, stopped working once a room with members on every process goes out
+  once on the app's channel and other rooms on the hubs' own: Redis does not count per channel.)
+  *PUBLISH calls per broadcast* (``INFO commandstats``, which counts a script's calls too) is
+  kept beside it.
 - **CPU per delivered message**: user plus system time of every node's processes, redis-server
   and haproxy over the window (``/proc``), divided by the messages the clients received in it.
 - After the kill: the connections that dropped, the time from the kill until the last of them was
@@ -100,6 +103,16 @@ class _Redis:
     def flush(self) -> None:
         for client in self.masters():
             client.flushall()
+
+    def received(self) -> int:
+        """Messages the serving processes have taken from Redis so far (see cluster_app)."""
+        key = f"{{{CHANNEL}}}:bench-received"
+        for client in self.masters():
+            try:
+                return sum(int(n) for n in client.hgetall(key).values())
+            except redis.ResponseError:
+                continue  # MOVED: another master owns the key's slot.
+        return 0
 
     def publish_calls(self) -> int:
         """PUBLISH (or SPUBLISH) calls so far, those that scripts made included."""
@@ -270,6 +283,7 @@ def _window(
             "haproxy": procfs.cpu_seconds(haproxy_pids),
         }
 
+    taken = hub.received()
     calls, used, sent = hub.publish_calls(), cpu(), publisher.ask("count")["sent"]
     received = sum(load.ask("window-start")["received"] for load in clients)
     started = time.monotonic()
@@ -277,6 +291,8 @@ def _window(
     received = sum(load.ask("window-end")["received"] for load in clients) - received
     elapsed = time.monotonic() - started
     broadcasts = publisher.ask("count")["sent"] - sent
+    # The processes write their counts every 0.2 s: both readings lag alike.
+    taken = hub.received() - taken
     calls, used = hub.publish_calls() - calls, {k: v - used[k] for k, v in cpu().items()}
     subscribers = hub.subscribers()
     # The channels a broadcast is published on: the hubs' in the targeted design, else the app's.
@@ -291,7 +307,8 @@ def _window(
         "publish_calls_per_broadcast": calls / broadcasts,
         "subscribers_per_channel": counts,
         "channels_published_on": len(published_on),
-        "deliveries_per_broadcast": calls * per_call / broadcasts,
+        "deliveries_at_redis_per_broadcast": calls * per_call / broadcasts,
+        "deliveries_per_broadcast": taken / broadcasts,
         "received": received,
         "cpu_s": used,
         "cpu_us_per_message": sum(used.values()) / max(received, 1) * 1e6,
@@ -476,21 +493,19 @@ processes (picows) open the connections through HAProxy; a publisher process wit
 `Duplex(message_queue=..., channel=...)`, broadcasts one message of about 100 B per room per
 second, spread over the second, each carrying `time.monotonic_ns()` at its send.
 
-- **Redis-to-process messages per broadcast** are counted at Redis, not in the processes: the
-  calls of PUBLISH during the window (`INFO commandstats`; the PUBLISH calls a script makes are
-  counted there too), times the subscribers of the channels published on (`PUBSUB NUMSUB`: the
-  app's channel in the one-channel design, each hub's channel in the targeted design; every one
-  of those has the same number of subscribers, which the run checks and records in
-  bench/results/cluster.json), divided by the broadcasts sent in the window. *PUBLISH calls per
-  broadcast* is the first factor alone. The *one channel* row runs the nodes and the publisher
-  on the `src` of commit {OLD_COMMIT}, the last before targeted delivery (`git archive`).
-  On the *Redis Cluster* (six nodes, three masters with a replica each), the hub publishes by
-  sharded pub/sub: SPUBLISH calls and `PUBSUB SHARDNUMSUB`, summed over the masters.
-  Connection *i* joins room *i* mod the number of rooms, and HAProxy hands the connections to
-  the nodes in turn: with 50 members (the default) a room has members on each of the six
-  workers, so targeted delivery sends each process what the one channel sent it, as PUBLISH
-  calls of their own. It saves when rooms are smaller than the workers are many (`--rooms`
-  close to `--connections`).
+- **Redis-to-process messages per broadcast** are counted where they arrive: each serving
+  process counts the messages its hub's subscriber takes from Redis (on any channel) and writes
+  the count into Redis every 0.2 s; the growth of their sum over the window, read at its start
+  and end (both readings lag by up to 0.2 s alike), divided by the broadcasts sent in it.
+  *PUBLISH calls per broadcast* come from `INFO commandstats` (a script's calls counted too).
+  The *one channel* row runs the nodes and the publisher on the `src` of commit
+  {OLD_COMMIT}, the last before targeted delivery (`git archive`). On the *Redis Cluster* (six
+  nodes, three masters with a replica each), the hub publishes by sharded pub/sub (SPUBLISH
+  calls, summed over the masters). Connection *i* joins room *i* mod the number of rooms, and
+  HAProxy hands the connections to the nodes in turn: with 50 members (the default) a room has
+  members on each of the six workers, so every process needs every message, and targeted
+  delivery publishes each once on the app's channel, as the one-channel design did. It saves
+  when rooms are smaller than the workers are many (`--rooms` close to `--connections`).
 - **Latency** runs from the send time in the message to its receipt by a client, over every
   message received in the window; both clocks are the machine's one monotonic clock.
 - **CPU per delivered message**: user plus system time, from `/proc/PID/stat`, of every node's

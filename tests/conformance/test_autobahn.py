@@ -48,12 +48,20 @@ PARTS = {
 # the uWSGI worker behind nginx, and the router rows (379 of 379 cases pass)
 # only with DUPLEX_SLOW_TESTS=1.
 # gunicorn's sync worker serves one connection per process with the engine
-# gthread runs (35 s of make test's 15 minutes): it too runs only then.
+# gthread runs (35 s of make test's 15 minutes): it too runs only then. So do
+# gunicorn's gthread and eventlet rows (about 20 s each; their engines are
+# Werkzeug's and eventlet's, whose rows make test runs, and their adapters are
+# the server matrix's), and Werkzeug's 13.x large part (62 s): the small part
+# has every 13.x parameter set, the 12.x large parts the large sizes.
 _ROUTER = "uWSGI's router rows run with DUPLEX_SLOW_TESTS=1 (same engine as uwsgi-nginx)"
+_SAME_ENGINE = "runs with DUPLEX_SLOW_TESTS=1 (the same engine as a row make test runs)"
 SLOW = {
-    "uwsgi-threads": _ROUTER,
-    "uwsgi-gevent": _ROUTER,
-    "gunicorn-sync": "gunicorn's sync row runs with DUPLEX_SLOW_TESTS=1 (same engine as gthread)",
+    "uwsgi-threads-small": _ROUTER,
+    "uwsgi-gevent-small": _ROUTER,
+    "gunicorn-sync-small": f"gunicorn's sync row {_SAME_ENGINE}",
+    "gunicorn-gthread-small": f"gunicorn's gthread row {_SAME_ENGINE}",
+    "gunicorn-eventlet-small": f"gunicorn's eventlet row {_SAME_ENGINE}",
+    "werkzeug-13-large": "13.x large sizes run with DUPLEX_SLOW_TESTS=1 (12.x's cover them)",
 }
 RUNS = [
     pytest.param(
@@ -61,8 +69,8 @@ RUNS = [
         part,
         id=f"{server_name}-{part}",
         marks=pytest.mark.skipif(
-            server_name in SLOW and not os.environ.get("DUPLEX_SLOW_TESTS"),
-            reason=SLOW.get(server_name, ""),
+            f"{server_name}-{part}" in SLOW and not os.environ.get("DUPLEX_SLOW_TESTS"),
+            reason=SLOW.get(f"{server_name}-{part}", ""),
         ),
     )
     for server_name in SERVERS

@@ -32,8 +32,9 @@ request, which it does for as long as a WebSocket is open.
 
 So at its first WebSocket, a worker puts a handler of the standard library's
 ``faulthandler`` in front of uWSGI's for these three signals. It runs in C, on
-whichever thread gets the signal, and writes to a socket (one per signal; what
-it writes, a traceback, is only a wake-up). A thread of ours (a greenlet under
+the thread that gets the signal (the main one, in uWSGI's C loop), and writes to
+a socket (one per signal; what it writes, that thread's traceback, is only a
+wake-up). A thread of ours (a greenlet under
 gevent) waits on those sockets; when one wakes it, it closes every connection
 with 1001 and waits for the handlers (``shutdown.drain``), puts uWSGI's
 handlers back (``faulthandler.unregister`` restores the one it replaced), and
@@ -150,8 +151,11 @@ def _watch_stop_signals() -> None:
         for signum in STOP_SIGNALS:
             reader, writer = socket.socketpair()
             writer.setblocking(False)  # A full buffer must not block the signal handler.
-            # all_threads: something is written whichever thread gets the signal.
-            faulthandler.register(signum, file=writer.fileno(), all_threads=True, chain=False)
+            # The traceback of the thread that got the signal only: the worker's
+            # main thread, waiting in uWSGI's C loop. all_threads=True walked the
+            # other threads' frames while they ran, and segfaulted the worker
+            # about one stop in ten (test_shutdown's uwsgi-nginx row).
+            faulthandler.register(signum, file=writer.fileno(), all_threads=False, chain=False)
             wakeups[reader] = (signum, writer)
         _watching_pid = os.getpid()
     green.spawn(lambda: _stop_on_signal(wakeups), "flask-duplex uWSGI stop")

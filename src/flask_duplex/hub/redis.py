@@ -169,6 +169,9 @@ class RedisHub(Hub):
         self.bus = RedisBus(self._calls, channel)
         self.leases = RedisLeases(self._calls, channel)
         self._channel = channel
+        # What the keys and channels the scripts publish with share: in a
+        # cluster, the hash tag of the app's channel, so that they share its slot.
+        self._tag = f"{{{channel}}}" if self._clustered else channel
         self._ttl_ms = max(1, round(presence_ttl * 1000))
         self._refresh_every = presence_ttl / 3
         self._timeout = timeout
@@ -373,21 +376,18 @@ class RedisHub(Hub):
         return f"{self._channel}:info:{room}"
 
     def _history_keys(self, room: str) -> list[str]:
-        tag = f"{{{self._channel}}}" if self._clustered else self._channel
-        return [f"{tag}:history-meta:{room}", f"{tag}:history:{room}"]
+        return [f"{self._tag}:history-meta:{room}", f"{self._tag}:history:{room}"]
 
     # The hubs holding members of a room and their generations. In a
     # cluster, in the slot of the hubs' channels, which the broadcast script
     # publishes on.
 
     def _hubs_keys(self, room: str) -> list[str]:
-        tag = f"{{{self._channel}}}" if self._clustered else self._channel
-        return [f"{tag}:hubs:{room}", f"{tag}:hub-generations:{room}"]
+        return [f"{self._tag}:hubs:{room}", f"{self._tag}:hub-generations:{room}"]
 
     def _all_hubs_key(self) -> str:
         # Every started hub of the app (see scripts.ANNOUNCE), in the same slot.
-        tag = f"{{{self._channel}}}" if self._clustered else self._channel
-        return f"{tag}:all-hubs"
+        return f"{self._tag}:all-hubs"
 
     def _announce(self, ttl_ms: int) -> None:
         """Say that this hub listens (``ttl_ms`` 0: that it stopped); best effort."""
@@ -398,15 +398,11 @@ class RedisHub(Hub):
 
     def _hub_channel(self, hub: str) -> str:
         """The channel of the hub with this token ("": the prefix of them all)."""
-        if self._clustered:
-            return f"{{{self._channel}}}:hub:{hub}"
-        return f"{self._channel}:hub:{hub}"
+        return f"{self._tag}:hub:{hub}"
 
     def _process_channel(self, process: str) -> str:
         """The channel of ``send_to`` for the connections of the process with this token."""
-        if self._clustered:
-            return f"{{{self._channel}}}:process:{process}"
-        return f"{self._channel}:process:{process}"
+        return f"{self._tag}:process:{process}"
 
     def _tombstone(self, room: str, member_id: str) -> str:
         if self._clustered:

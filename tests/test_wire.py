@@ -225,7 +225,7 @@ def test_large_frames_over_several_reads_arrive_whole_and_in_order(reads: list[i
     assert outcome.close_rcvd == Close(1000, "done")
 
 
-@pytest.mark.parametrize("reads", [[7], [4096], [60000]], ids=str)
+@pytest.mark.parametrize("reads", [[7], [4096], [60000], [200_000]], ids=str)
 def test_invalid_utf8_in_a_large_text_frame_fails_with_1007(reads: list[int]) -> None:
     """A long text frame with invalid UTF-8 fails the connection as the parser does."""
     stream = client_frame(Opcode.TEXT, b"a" * 50_000 + b"\xff\xfe" + b"b" * 50_000)

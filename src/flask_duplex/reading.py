@@ -39,11 +39,13 @@ from .reactor import Reactor
 
 __all__ = ["RECV_SIZE", "Reader", "Reading", "Rearmed", "recv"]
 
-# Below glibc's mmap threshold (128 KiB): a bigger buffer costs an mmap and
-# page faults on every read. Above a TLS record (16 KiB): a read from a TLS
-# socket takes a whole record, so no decrypted bytes stay behind in the TLS
-# layer where waiting on the TCP socket would not see them.
-RECV_SIZE = 64 * 1024
+# Big enough for a 64 KiB message and its frame header in one read, and still
+# below glibc's mmap threshold (128 KiB, counting the bytes object's header and
+# malloc's): a bigger buffer would cost an mmap and page faults on every read.
+# Above a TLS record (16 KiB): a read from a TLS socket takes a whole record,
+# so no decrypted bytes stay behind in the TLS layer where waiting on the TCP
+# socket would not see them.
+RECV_SIZE = 128 * 1024 - 256
 
 
 class Reader(enum.Enum):

@@ -54,7 +54,7 @@ from .errors import ConnectionClosed
 from .keepalive import Keepalive
 from .lifecycle import INPUT_ENDED, LEFT_OPEN, SEND, Lifecycle, State
 from .options import Options
-from .outbox import Outbox, Outgoing, shutdown_socket
+from .outbox import NOT_YET, Outbox, Outgoing, shutdown_socket
 from .pong import Pong
 from .reactor import EVENT_READ, EVENT_WRITE, Reactor, Timer
 from .reading import RECV_SIZE, Reader, Reading, recv
@@ -504,6 +504,7 @@ class Engine:
         """
         sock = self._sock
         outbox = self._outbox
+        raw = outbox.raw  # What reads call (see green.raw_socket); waits are on sock.
         wait_for_socket = self._reactor.wait
         more = False  # The last read filled the buffer: more is likely waiting.
         looked = False  # The socket was asked at least once (receive(timeout=0) reads too).
@@ -519,10 +520,13 @@ class Engine:
             looked = True
             if not more and not wait_for_socket(sock, False, wait):
                 continue
-            data = recv(sock)
-            if data is None:
+            try:  # reading.recv(), inline: once per message.
+                data = raw.recv(RECV_SIZE)
+            except NOT_YET:
                 more = False
                 continue
+            except OSError:
+                data = b""  # Reset or shut down: the stream is over.
             more = len(data) == RECV_SIZE
             with self._lock:
                 self._feed(data)
@@ -605,7 +609,7 @@ class Engine:
         with self._lock:
             if self._reading.reader is not _REACTOR or not self._lifecycle.input_open:
                 return
-            data = recv(self._sock)
+            data = recv(self._outbox.raw)
             if data is None:
                 return
             self._feed(data)

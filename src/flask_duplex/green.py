@@ -29,7 +29,7 @@ __all__ = [
     "handlers_read",
     "kind",
     "patched",
-    "raw_send",
+    "raw_socket",
     "run_in_thread",
     "short_lock_factory",
     "sleep",
@@ -187,21 +187,21 @@ def run_in_thread(function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     return function(*args, **kwargs)
 
 
-def raw_send(sock: socket.socket) -> Callable[[bytes], int]:
-    """``sock.send``, without the green wrapper's call where that adds nothing.
+def raw_socket(sock: socket.socket) -> socket.socket:
+    """The socket to call ``send``, ``sendmsg`` and ``recv`` on: ``sock`` or the OS socket in it.
 
-    For a socket kept non-blocking, as the engine keeps its sockets: gevent's
-    socket sends on the non-blocking OS socket it holds, and with a timeout
-    of 0 its own ``send`` only adds a Python call around that one (a
-    broadcast makes one per connection). Either raises ``BlockingIOError``
-    when the socket is full. TLS sockets, and every other model's, keep
-    their own ``send``.
+    For a socket the engine keeps non-blocking. gevent's socket holds a
+    non-blocking OS socket and wraps each call in one of its own, which
+    waits when the call would block; the engine never wants that (it waits
+    for the socket itself, with a deadline), and each wrapper costs a Python
+    call per message. Either raises ``BlockingIOError`` when the socket is
+    not ready. TLS sockets, and every other model's, are called as they are.
     """
     if kind() == "gevent" and not hasattr(sock, "pending"):  # pending(): a TLS socket
         inner = getattr(sock, "_sock", None)
-        if isinstance(inner, _socket.socket) and inner.gettimeout() == 0.0:
-            return cast("Callable[[bytes], int]", inner.send)
-    return sock.send
+        if isinstance(inner, _socket.socket):
+            return cast("socket.socket", inner)
+    return sock
 
 
 def wait_function() -> Wait:

@@ -53,7 +53,7 @@ import threading
 import time
 from typing import Any, Protocol
 
-from .green import Wait, raw_send
+from .green import Wait, raw_socket
 from .tls import is_tls
 from .wire import frame_header
 
@@ -103,15 +103,16 @@ class Outbox:
     __slots__ = (
         "_chunks",
         "_front_partial",
+        "_gather",
         "_lock",
         "_pong",
-        "_send_now",
         "_sock",
         "_socket_full",
         "_wait",
         "_watcher",
         "_write_lock",
         "drops",
+        "raw",
         "size",
         "stalled",
         "write_shut",
@@ -125,7 +126,11 @@ class Outbox:
         watcher: StallWatcher,
     ) -> None:
         self._sock = sock
-        self._send_now = raw_send(sock)  # For write_if_idle, the broadcasts' path.
+        #: What sends (and the engine's reads) call: see :func:`~flask_duplex.green.raw_socket`.
+        self.raw = raw = raw_socket(sock)
+        # A large frame's header and payload go out in one sendmsg() (never over
+        # TLS, whose sockets have no gathered write), not joined first.
+        self._gather = not is_tls(sock) and hasattr(raw, "sendmsg")
         self._lock = lock
         self._wait = wait
         self._watcher = watcher
@@ -185,7 +190,7 @@ class Outbox:
         if self._chunks or self._pong is not None or self._write_lock.locked():
             return False
         try:
-            sent = self._send_now(frame)
+            sent = self.raw.send(frame)
         except NOT_YET:
             sent = 0
         except OSError:
@@ -248,9 +253,11 @@ class Outbox:
         """
         try:
             if payload is None:
-                sent = self._sock.send(frame)
+                sent = self.raw.send(frame)
+            elif self._gather:
+                sent = self.raw.sendmsg((frame, payload))
             else:
-                sent = _send_gathered(self._sock, frame, payload)
+                sent = self.raw.send(frame + payload)
         except NOT_YET:
             sent = 0
         except OSError:
@@ -363,7 +370,7 @@ class Outbox:
             return [], False
         data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
         try:  # Usually the socket takes it all at once.
-            sent = self._sock.send(data)
+            sent = self.raw.send(data)
         except NOT_YET:
             sent = 0
         if sent < len(data):
@@ -384,15 +391,6 @@ class Outbox:
                 return [chunk[sent:], *chunks[index + 1 :]], sent > 0 or (partial and index == 0)
             sent -= len(chunk)
         raise AssertionError("unreachable")
-
-
-def _send_gathered(
-    sock: socket.socket, header: bytes, payload: bytes | bytearray | memoryview
-) -> int:
-    """Send header and payload in one system call, without joining them (not over TLS)."""
-    if is_tls(sock) or not hasattr(sock, "sendmsg"):
-        return sock.send(header + payload)
-    return sock.sendmsg((header, payload))
 
 
 def _send_all(sock: socket.socket, data: bytes | memoryview, wait: Wait | None) -> int:

@@ -134,7 +134,10 @@ class Outbox:
         self._lock = lock
         self._wait = wait
         self._watcher = watcher
-        self._chunks: list[bytes] = []
+        # One empty tuple for every outbox with nothing queued (most of them,
+        # most of the time): a list of its own would cost each idle connection
+        # 56 bytes. _queue() makes the list when something is queued.
+        self._chunks: list[bytes] | tuple[()] = ()
         #: Bytes queued in ``_chunks``.
         self.size = 0
         self._pong: bytes | None = None
@@ -153,8 +156,15 @@ class Outbox:
     def add(self, chunks: list[bytes]) -> None:
         """Queue the protocol's output (lock held). ``b""`` marks the end of the stream."""
         if chunks:
-            self._chunks += chunks
+            self._queue().extend(chunks)
             self.size += sum(map(len, chunks))
+
+    def _queue(self) -> list[bytes]:
+        """The list of what is queued, made if nothing is (lock held)."""
+        chunks = self._chunks
+        if chunks.__class__ is tuple:
+            chunks = self._chunks = []
+        return chunks  # type: ignore[return-value]
 
     def claim(self) -> bool:
         """Claim the writer for one frame, if nothing is queued and nobody writes (lock held)."""
@@ -197,7 +207,7 @@ class Outbox:
             self.drops += 1
             raise
         if sent < len(frame):
-            self._chunks.append(frame[sent:] if sent else frame)
+            self._queue().append(frame[sent:] if sent else frame)
             self.size += len(frame) - sent
             self._front_partial = sent > 0
         return True
@@ -211,7 +221,7 @@ class Outbox:
         if self.stalled or self._socket_full:
             self._pong = frame
         else:
-            self._chunks.append(frame)
+            self._queue().append(frame)
             self.size += len(frame)
 
     def overflowing(self, max_messages: int, max_bytes: int) -> bool:
@@ -222,7 +232,7 @@ class Outbox:
 
     def drop_waiting(self) -> None:
         """Drop what waits, except the rest of a frame already partly written (lock held)."""
-        self._chunks = self._chunks[:1] if self._front_partial else []
+        self._chunks = self._chunks[:1] if self._front_partial else ()
         self.size = len(self._chunks[0]) if self._chunks else 0
         self._pong = None
         self.drops += 1
@@ -272,7 +282,7 @@ class Outbox:
             else:
                 rest = bytes(memoryview(payload)[sent - len(frame) :])
             with self._lock:  # The rest goes first, before what others queued.
-                self._chunks.insert(0, rest)
+                self._queue().insert(0, rest)
                 self.size += len(rest)
                 self._front_partial = sent > 0
         self._write_out(block)
@@ -308,7 +318,7 @@ class Outbox:
                         self._watcher.stall_changed()
                     self._write_lock.release()
                     return
-                chunks, self._chunks = self._chunks, []
+                chunks, self._chunks = self._queue(), ()
                 self.size = 0
                 # What others queue while this writes starts with whole frames.
                 partial, self._front_partial = self._front_partial, False
@@ -323,7 +333,7 @@ class Outbox:
                     rest, partial = self._send_run(chunks, partial, block)
             except OSError:
                 with self._lock:
-                    self._chunks.clear()
+                    self._chunks = ()
                     self.size = 0
                     self._pong = None
                     self.drops += 1
@@ -334,7 +344,7 @@ class Outbox:
                 raise
             if rest:
                 with self._lock:
-                    self._chunks[:0] = rest
+                    self._queue()[:0] = rest
                     self.size += sum(map(len, rest))
                     self._front_partial = partial
                     if not self.stalled:

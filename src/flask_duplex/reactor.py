@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import collections
 import heapq
-import itertools
 import logging
 import os
 import selectors
@@ -61,6 +60,12 @@ class Timer:
         self.cancelled = False
         self._reactor: Reactor | None = reactor  # None once out of the reactor's heap
 
+    def __lt__(self, other: Timer) -> bool:
+        # The heap holds timers themselves, ordered by deadline: a (deadline,
+        # sequence, timer) tuple per timer would cost each idle connection's
+        # keepalive about 100 bytes. Timers due at the same time run in any order.
+        return self.deadline < other.deadline
+
     def cancel(self) -> None:
         if not self.cancelled:
             self.cancelled = True
@@ -79,9 +84,8 @@ class Reactor:
         #: switches greenlets (see :func:`green.short_lock_factory`).
         self.short_lock = green.short_lock_factory()
         self._lock = self.short_lock()
-        self._timers: list[tuple[float, int, Timer]] = []
+        self._timers: list[Timer] = []  # a heap (see Timer.__lt__)
         self._cancelled = 0  # cancelled timers still in the heap
-        self._sequence = itertools.count()
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
@@ -146,7 +150,7 @@ class Reactor:
         """Run ``callback`` on the reactor thread after ``delay`` seconds."""
         timer = Timer(time.monotonic() + delay, callback, self)
         with self._lock:
-            heapq.heappush(self._timers, (timer.deadline, next(self._sequence), timer))
+            heapq.heappush(self._timers, timer)
             wake = timer.deadline < self._wakes_at
         if wake:  # Only a timer due before the loop looks again needs a wake-up.
             self._wake()
@@ -163,11 +167,11 @@ class Reactor:
             self._cancelled += 1
             if self._cancelled > 64 and self._cancelled * 2 > len(self._timers):
                 kept = []
-                for entry in self._timers:
-                    if entry[2].cancelled:
-                        entry[2]._reactor = None
+                for timer in self._timers:
+                    if timer.cancelled:
+                        timer._reactor = None
                     else:
-                        kept.append(entry)
+                        kept.append(timer)
                 heapq.heapify(kept)
                 self._timers = kept
                 self._cancelled = 0
@@ -184,11 +188,11 @@ class Reactor:
                 now = time.monotonic()
                 timeout = REARM_DELAY if self._rearm else MAX_WAIT
                 timers = self._timers
-                while timers and timers[0][2].cancelled:  # Never wake up for nothing.
-                    heapq.heappop(timers)[2]._reactor = None
+                while timers and timers[0].cancelled:  # Never wake up for nothing.
+                    heapq.heappop(timers)._reactor = None
                     self._cancelled -= 1
                 if timers:
-                    timeout = max(0.0, min(timeout, timers[0][0] - now))
+                    timeout = max(0.0, min(timeout, timers[0].deadline - now))
                 self._wakes_at = now + timeout
                 # A wait longer than a rearm's delay: rearm_soon() must wake the loop.
                 self._waiting_long = timeout > REARM_DELAY
@@ -232,8 +236,8 @@ class Reactor:
         now = time.monotonic()
         due: list[Timer] = []
         with self._lock:
-            while self._timers and self._timers[0][0] <= now:
-                timer = heapq.heappop(self._timers)[2]
+            while self._timers and self._timers[0].deadline <= now:
+                timer = heapq.heappop(self._timers)
                 timer._reactor = None
                 if timer.cancelled:
                     self._cancelled -= 1

@@ -104,15 +104,65 @@ class _Collecting(_Sink):
 
 
 def test_idle_protocol_holds_no_parser() -> None:
-    """The parser starts for a frame the fast path leaves to it, and goes once it is parsed."""
+    """The parser and its reader start for a frame the fast path leaves to them, and go once
+    it is parsed."""
     protocol = _protocol()
     sink = protocol.sink = _Collecting()
-    assert protocol.parser is None
+    assert protocol.parser is None and protocol.reader is None
     assert protocol.receive_simple(_masked(0x81, b"hi"))
-    assert protocol.parser is None
+    assert protocol.parser is None and protocol.reader is None
     assert protocol.receive_simple(_masked(0x89, b"ping"))  # To the parser.
     assert sink.messages == ["hi"] and sink.pings == [b"ping"]
-    assert protocol.parser is None
+    assert protocol.parser is None and protocol.reader is None
+
+
+def test_failing_an_idle_protocol() -> None:
+    """fail() with no parser or reader (the idle case) sends its close and ends the stream."""
+    protocol = _protocol()
+    protocol.sink = _Collecting()
+    assert protocol.receive_simple(_masked(0x81, b"hi"))
+    protocol.fail(1011, "keepalive ping timeout")
+    sent = protocol.data_to_send()
+    assert sent[0].startswith(b"\x88") and sent[-1] == b""
+    assert protocol.close_sent is not None and protocol.close_sent.code == 1011
+    protocol.receive_data(_masked(0x81, b"after"))  # Discarded, as websockets does.
+    protocol.receive_eof()
+    assert protocol.state.name == "CLOSED"
+
+
+class _Filling(_Collecting):
+    """A sink that is full after ``room`` messages, as the engine's inbox is."""
+
+    def __init__(self, protocol: ServerProtocol, room: int) -> None:
+        super().__init__()
+        self.protocol = protocol
+        self.room = room
+
+    def on_message(self, message: str | bytes) -> None:
+        super().on_message(message)
+        if len(self.messages) >= self.room:
+            self.protocol.hold_parsing()
+
+
+@pytest.mark.parametrize("cut", [0, 1, 7, 9])
+def test_parsing_held_from_idle_keeps_the_rest_in_order(cut: int) -> None:
+    """The sink fills up on an idle protocol (no reader yet): what follows waits, whole, until
+    resume_parsing(), control frames included."""
+    protocol = _protocol()
+    sink = protocol.sink = _Filling(protocol, room=1)
+    stream = b"".join(
+        [_masked(0x81, b"one"), _masked(0x81, b"two"), _masked(0x89, b"p"), _masked(0x81, b"3")]
+    )
+    for data in (stream[: 9 + cut], stream[9 + cut :]):
+        if not protocol.receive_simple(data):
+            protocol.receive_data(data)
+    assert sink.messages == ["one"] and protocol.parse_held
+    sink.room = 10
+    protocol.resume_parsing()
+    # Whole messages from the fast path, data frames from the parser (the engine joins those).
+    received = [m.encode() if isinstance(m, str) else bytes(m) for m in sink.messages]
+    assert received == [b"one", b"two", b"3"] and sink.pings == [b"p"]
+    assert not protocol.parse_held
 
 
 def test_parser_stays_while_a_fragmented_message_is_read() -> None:

@@ -193,8 +193,11 @@ class ServerProtocol(Protocol):
         self.subprotocol = None if subprotocol is None else Subprotocol(subprotocol)
         #: Receives the frames; set by the engine when the connection opens.
         self.sink: FrameSink | None = None
-        self._input = _PausableReader()
-        self.reader = self._input
+        # websockets' input buffer (its ``reader``), made with the parser or
+        # when parsing is held (see _reader): an idle connection holds none
+        # (160 bytes). Both names are the same object, or None.
+        self._input: _PausableReader | None = None
+        self.reader = None  # type: ignore[assignment]
         # websockets' parser, started when a frame needs it (see _parse): the
         # fast path takes the common frames, and an idle connection holds no
         # parser waiting in its reader (two generators, 440 bytes).
@@ -222,16 +225,17 @@ class ServerProtocol(Protocol):
     @property
     def parse_held(self) -> bool:
         """Whether parsing is held (see :meth:`hold_parsing`)."""
-        return self._input.holding
+        reader = self._input
+        return reader is not None and reader.holding
 
     def hold_parsing(self) -> None:
         """Parse no further frame until :meth:`resume_parsing` (the sink is full)."""
-        self._input.hold()
+        self._reader().hold()
 
     def resume_parsing(self) -> None:
         """Parse on, and at once what waits in the buffer, now that the sink has room."""
         reader = self._input
-        if reader.holding:
+        if reader is not None and reader.holding:
             reader.release()
             # Paused in the held at_eof; or in at_eof itself, with bytes the
             # fast path left in the buffer when the sink filled up.
@@ -250,13 +254,20 @@ class ServerProtocol(Protocol):
         waiting = parser.gi_yieldfrom  # type: ignore[attr-defined]
         return waiting is not None and waiting.gi_code is _AT_EOF
 
+    def _reader(self) -> _PausableReader:
+        reader = self._input
+        if reader is None:
+            reader = self._input = self.reader = _PausableReader()
+        return reader
+
     def _start_parser(self) -> None:
+        self._reader()
         self.parser = self.parse()
         next(self.parser)
 
     def receive_data(self, data: bytes | bytearray) -> None:
         reader = self._input
-        if reader.holding and self._at_frame_start():
+        if reader is not None and reader.holding and self._at_frame_start():
             # The fast path held parsing with the parser in at_eof itself (or
             # not started), which would parse what comes: keep it for resume_parsing.
             reader.buffer += data
@@ -273,22 +284,30 @@ class ServerProtocol(Protocol):
             self._start_parser()
         super().receive_eof()
 
+    def fail(self, code: int, reason: str = "") -> None:
+        self._reader()  # websockets' discard(), which fail() starts, reads it.
+        super().fail(code, reason)
+
     def _parse(self, data: bytes | bytearray) -> None:
         """websockets' parser takes ``data``; it is let go once the fast path can go on."""
         if self.parser is None:
             self._start_parser()
         super().receive_data(data)
+        reader = self._input
+        assert reader is not None  # Made with the parser.
         if (
             self._simple
-            and not self._input.buffer
-            and not self._input.holding
+            and not reader.buffer
+            and not reader.holding
+            and not reader.eof
             and getattr(self, self._size_attribute) is None
             and self.state is _OPEN
             and self._at_frame_start()
         ):
             # Waiting for a frame's first byte with nothing buffered: the next
-            # frame is the fast path's, or starts a parser of its own.
+            # frame is the fast path's, or starts a parser (and a reader) of its own.
             self.parser = None  # type: ignore[assignment]
+            self._input = self.reader = None  # type: ignore[assignment]
 
     def receive_simple(self, data: bytes) -> bool:
         """Take the common frames of ``data`` straight to the sink; False if it cannot.
@@ -312,7 +331,6 @@ class ServerProtocol(Protocol):
             Whether ``data`` was taken (all of it); False leaves it to
             :meth:`receive_data`.
         """
-        reader = self._input
         sink = self.sink
         assert sink is not None
         taken = False  # Part of data went to a frame under way.
@@ -320,18 +338,19 @@ class ServerProtocol(Protocol):
             data = self._receive_partial(data, sink)
             if not data:
                 return True
-            if reader.holding:  # The sink is full.
+            reader = self._input
+            if reader is not None and reader.holding:  # The sink is full.
                 reader.buffer += data
                 return True
             taken = True
         # The parser is not started, or waits in at_eof, before a frame: see _at_frame_start.
         parser = self.parser
         waiting = None if parser is None else parser.gi_yieldfrom  # type: ignore[attr-defined]
+        reader = self._input
         if (
             not self._simple
             or (parser is not None and (waiting is None or waiting.gi_code is not _AT_EOF))
-            or reader.buffer
-            or reader.holding
+            or (reader is not None and (reader.buffer or reader.holding))
             or getattr(self, self._size_attribute) is not None
             or self.state is not _OPEN
             or self.debug
@@ -385,7 +404,8 @@ class ServerProtocol(Protocol):
                 message = payload
             sink.on_message(message)
             position = stop
-            if reader.holding:  # The sink is full.
+            reader = self._input  # Made by hold_parsing() if the sink filled up.
+            if reader is not None and reader.holding:  # The sink is full.
                 if position < end:
                     reader.buffer += data[position:]
                 return True

@@ -16,7 +16,7 @@ import pytest
 from websockets.frames import Close, Frame, Opcode
 from websockets.protocol import Protocol, Side, State
 
-from flask_duplex.wire import ServerProtocol
+from flask_duplex.wire import SHORT_HEADERS, ServerProtocol, frame_header
 
 _IMMUTABLE = (type(None), bool, int, float, str, bytes, tuple, frozenset, State, Side)
 
@@ -318,3 +318,14 @@ def test_fragments_and_control_frames_between_them_go_to_the_parser() -> None:
     )
     outcome = same_outcome(stream, [5000])
     assert outcome.messages == [BIG, BIG]
+
+
+@pytest.mark.parametrize("length", [0, 1, 125, 126, 127, 65535, 65536, 70_000])
+@pytest.mark.parametrize("text", [True, False], ids=["text", "binary"])
+def test_frame_header_is_websockets_own(length: int, text: bool) -> None:
+    """The header the engine sends (looked up below 126 bytes) is the one websockets builds."""
+    opcode = Opcode.TEXT if text else Opcode.BINARY
+    payload = b"x" * length
+    assert frame_header(length, text) + payload == Frame(opcode, payload).serialize(mask=False)
+    if length < 126:
+        assert SHORT_HEADERS[text][length] == frame_header(length, text)

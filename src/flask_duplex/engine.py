@@ -45,7 +45,7 @@ import threading
 import time
 from collections.abc import Callable
 from types import EllipsisType
-from typing import Any, cast
+from typing import Any
 
 from websockets.frames import Frame, Opcode
 
@@ -59,7 +59,7 @@ from .pong import Pong
 from .reactor import EVENT_READ, EVENT_WRITE, Reactor, Timer
 from .reading import RECV_SIZE, Reader, Reading, recv
 from .tls import guard
-from .wire import ServerProtocol, frame_header
+from .wire import SHORT_HEADERS, ServerProtocol, frame_header
 
 __all__ = ["Engine"]
 
@@ -208,10 +208,11 @@ class Engine:
         if turn is not _READ_HERE:
             if turn.__class__ is ConnectionClosed:
                 raise turn
-            return cast("Message | None", turn)
+            return turn  # type: ignore[return-value]
         # This thread reads the socket (_read_here, inline: once per message).
+        # (No typing.cast() on this path: it is a Python call per message.)
         try:
-            return cast("Message | None", self._read_directly(deadline, take))
+            return self._read_directly(deadline, take)  # type: ignore[return-value]
         finally:
             with self._lock:
                 self._reading.release()
@@ -241,7 +242,9 @@ class Engine:
                 chunks, payload, claimed = [frame_header(len(data), text)], data, True
             else:
                 # The frame websockets would build, in one piece, without its Frame.
-                chunks = [frame_header(len(data), text) + data]
+                size = len(data)
+                header = SHORT_HEADERS[text][size] if size < 126 else frame_header(size, text)
+                chunks = [header + data]
                 claimed = self._outbox.offer(chunks)
             drops = self._outbox.drops
         self._write(chunks, claimed, block=True, payload=payload)
@@ -540,7 +543,7 @@ class Engine:
             if answer is not None:
                 if isinstance(answer, ConnectionClosed):
                     raise answer
-                return cast("Message | bool", answer)
+                return answer  # type: ignore[no-any-return]
 
     def _take_turn(
         self, settle: Callable[[Engine], Any], wakeup: Callable[[], bool], deadline: float | None
@@ -632,9 +635,8 @@ class Engine:
     def _after_input(self) -> None:
         """Queue what the protocol answered; follow the lifecycle (lock held)."""
         protocol = self._protocol
-        answer = protocol.data_to_send()
-        if answer:
-            self._outbox.add(answer)
+        if protocol.writes:  # Usually nothing: no call to data_to_send(), no new list.
+            self._outbox.add(protocol.data_to_send())
         lifecycle = self._lifecycle
         if lifecycle.input_open:
             ended = lifecycle.data_received()

@@ -49,7 +49,7 @@ try:
 except ImportError:  # websockets built without its C extension.
     from websockets.utils import apply_mask
 
-__all__ = ["FrameSink", "ServerProtocol", "frame_header"]
+__all__ = ["SHORT_HEADERS", "FrameSink", "ServerProtocol", "frame_header"]
 
 _TEXT, _BINARY, _CONT = Opcode.TEXT, Opcode.BINARY, Opcode.CONT
 _PING, _PONG, _CLOSE = Opcode.PING, Opcode.PONG, Opcode.CLOSE
@@ -65,11 +65,18 @@ _MEDIUM = struct.Struct("!BBH")
 _LONG = struct.Struct("!BBQ")
 
 
+#: The headers of :func:`frame_header` for payloads under 126 bytes, by
+#: ``[text][length]``: a small message's send looks its header up, with no call.
+SHORT_HEADERS: tuple[tuple[bytes, ...], tuple[bytes, ...]] = tuple(
+    tuple(_SHORT.pack(first, length) for length in range(126)) for first in (0x82, 0x81)
+)  # type: ignore[assignment]
+
+
 def frame_header(length: int, text: bool) -> bytes:
     """The header of a server's unfragmented, unmasked, uncompressed data frame."""
-    first = 0x81 if text else 0x82
     if length < 126:
-        return _SHORT.pack(first, length)
+        return SHORT_HEADERS[text][length]
+    first = 0x81 if text else 0x82
     if length < 65536:
         return _MEDIUM.pack(first, 126, length)
     return _LONG.pack(first, 127, length)
@@ -352,7 +359,7 @@ class ServerProtocol(Protocol):
             or (parser is not None and (waiting is None or waiting.gi_code is not _AT_EOF))
             or (reader is not None and (reader.buffer or reader.holding))
             or getattr(self, self._size_attribute) is not None
-            or self.state is not _OPEN
+            or self._state is not _OPEN  # websockets' state property, without its call
             or self.debug
         ):
             if taken:

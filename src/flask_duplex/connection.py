@@ -243,8 +243,12 @@ class WebSocket:
             ConnectionClosed: The connection is closed, or it failed before
                 the message could go out.
         """
-        if isinstance(message, str):
-            data: bytes | bytearray | memoryview = message.encode()
+        kind = message.__class__  # The two usual classes first, without isinstance().
+        if kind is bytes:
+            data: bytes | bytearray | memoryview = message  # type: ignore[assignment]
+            text = False
+        elif kind is str or isinstance(message, str):
+            data = message.encode()  # type: ignore[union-attr]
             text = True
         elif isinstance(message, bytes | bytearray | memoryview):
             data, text = message, False

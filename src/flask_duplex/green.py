@@ -224,11 +224,11 @@ def _poll_wait(sock: socket.socket, writing: bool, timeout: float | None) -> boo
 def _gevent_wait(sock: socket.socket, writing: bool, timeout: float | None) -> bool:
     # gevent's sockets keep one watcher each for reading and writing; waiting
     # on those costs far less than a new watcher (or gevent's poll()) per wait.
-    import gevent
-
-    watcher = getattr(sock, "_write_event" if writing else "_read_event", None)
-    hub = getattr(sock, "hub", None)
-    if watcher is None or hub is None:  # Not one of gevent's own sockets.
+    # (Attributes read directly, not with getattr(): this runs once per message.)
+    try:
+        watcher = sock._write_event if writing else sock._read_event  # type: ignore[attr-defined]
+        hub = sock.hub  # type: ignore[attr-defined]
+    except AttributeError:  # Not one of gevent's own sockets.
         from gevent.socket import wait_read, wait_write
 
         try:
@@ -236,9 +236,13 @@ def _gevent_wait(sock: socket.socket, writing: bool, timeout: float | None) -> b
         except _TimedOut:
             return False
         return True
-    timer = gevent.Timeout(timeout) if timeout is not None else None
-    if timer is not None:
-        timer.start()
+    if timeout is None:
+        hub.wait(watcher)
+        return True
+    import gevent
+
+    timer = gevent.Timeout(timeout)
+    timer.start()
     try:
         hub.wait(watcher)
     except gevent.Timeout as exc:
@@ -246,8 +250,7 @@ def _gevent_wait(sock: socket.socket, writing: bool, timeout: float | None) -> b
             raise
         return False
     finally:
-        if timer is not None:
-            timer.cancel()
+        timer.cancel()
     return True
 
 

@@ -26,7 +26,7 @@ the protocol starts OPEN, and parsing starts at frames. It is made without
 running websockets' ``__init__`` (see ``ServerProtocol.__init__``), and
 websockets' parser is started only for a frame the fast path leaves to it
 (``ServerProtocol.receive_simple``), and let go once the fast path can go
-on: an idle connection holds no parser.
+on, with its input buffer: an idle connection holds neither.
 """
 
 from __future__ import annotations
@@ -185,8 +185,8 @@ class ServerProtocol(Protocol):
         # this library never reads; a reader and a started parser that are
         # replaced below), so its attributes are copied instead from a protocol
         # that it made once (_template): every attribute whatever the release.
-        # Each mutable one is made anew below (the lists, the reader, the
-        # parser); tests/test_wire.py checks that no other is shared.
+        # Each mutable one is made anew below (the lists), or when it is needed
+        # (the reader, the parser); tests/test_wire.py checks that no other is shared.
         # One at a time, in the same order for every connection: the instance
         # dict then keeps sharing its keys with the class's (a dict.update()
         # would make a dict of its own, twice the size).

@@ -38,7 +38,7 @@ from typing import IO, Any
 from bench import procfs
 from bench.contenders import CONTENDERS
 from bench.docs import IDLE_SCALE_HEADING, write_section
-from bench.load.common import Failure, percentile_ms
+from bench.load.common import Failure, probe_figures
 from bench.load.holder import handshake_request, masked_frame
 from bench.process import (
     CLIENT_CORE,
@@ -231,13 +231,7 @@ def probe(port: int, round_trips: int = PROBE_ROUND_TRIPS) -> dict[str, Any]:
                         break
     except OSError as exc:
         raise Failure(f"the new client failed: {type(exc).__name__}: {exc}") from exc
-    times.sort()
-    return {
-        "probe_open_ms": (opened - opening) * 1000.0,
-        "probe_round_trips": len(times),
-        "probe_p50_ms": percentile_ms(times, 0.50),
-        "probe_p99_ms": percentile_ms(times, 0.99),
-    }
+    return probe_figures(opened - opening, times)
 
 
 def _open(

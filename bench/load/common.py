@@ -10,6 +10,7 @@ __all__ = [
     "own_cpu_seconds",
     "per_operation_us",
     "percentile_ms",
+    "probe_figures",
 ]
 
 import asyncio
@@ -17,7 +18,7 @@ import math
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import TypeVar, cast
+from typing import Any, TypeVar, cast
 
 from picows import WSCloseCode, WSError, WSListener, WSTransport, ws_connect
 
@@ -128,6 +129,17 @@ async def close_politely(transport: WSTransport, timeout: float = 2.0) -> None:
     except Exception:
         # A failure while closing says nothing about the figures already taken.
         transport.disconnect(graceful=False)
+
+
+def probe_figures(open_seconds: float, round_trips: list[float]) -> dict[str, Any]:
+    """What a new client measured while idle connections were held: its open, its echoes."""
+    round_trips.sort()
+    return {
+        "probe_open_ms": open_seconds * 1000.0,
+        "probe_round_trips": len(round_trips),
+        "probe_p50_ms": percentile_ms(round_trips, 0.50),
+        "probe_p99_ms": percentile_ms(round_trips, 0.99),
+    }
 
 
 def percentile_ms(sorted_seconds: Sequence[float], fraction: float) -> float | None:

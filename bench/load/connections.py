@@ -12,7 +12,7 @@ from typing import Any
 from picows import WSFrame, WSListener, WSMsgType, WSTransport
 
 from bench import procfs
-from bench.load.common import Failure, close_politely, open_connection, percentile_ms
+from bench.load.common import Failure, close_politely, open_connection, probe_figures
 
 # Time for a server to finish setting up connections it has just accepted (threads that start
 # a moment after the handshake, buffers) before its threads and memory are read.
@@ -68,13 +68,7 @@ async def probe(url: str, round_trips: int) -> dict[str, Any]:
                 raise Failure("the probe's echo differs from the message sent")
     finally:
         await close_politely(transport)
-    times.sort()
-    return {
-        "probe_open_ms": (opened - opening) * 1000.0,
-        "probe_round_trips": len(times),
-        "probe_p50_ms": percentile_ms(times, 0.50),
-        "probe_p99_ms": percentile_ms(times, 0.99),
-    }
+    return probe_figures(opened - opening, times)
 
 
 async def run_idle(

@@ -23,10 +23,15 @@ __all__ = [
     "MAX_MESSAGE_SIZE",
     "PLAIN_BODY",
     "PLAIN_PATH",
+    "add_room_routes",
     "port_from_argv",
 ]
 
 import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from flask_duplex import Duplex, WebSocket
 
 # The largest scenario sends 64 KiB; 1 MiB is Flask-Duplex's and websockets' own default.
 MAX_MESSAGE_SIZE = 2**20
@@ -42,3 +47,23 @@ def port_from_argv() -> int:
     if len(sys.argv) != 2 or not sys.argv[1].isdigit():
         raise SystemExit("usage: python -m bench.servers.NAME PORT")
     return int(sys.argv[1])
+
+
+def add_room_routes(duplex: Duplex) -> None:
+    """Give a Flask-Duplex app ``/echo`` and ``/room/<name>``, as the room benchmarks use them.
+
+    ``/echo`` echoes (the benchmarks' check that a server is up); ``/room/<name>`` joins that
+    room and holds the connection, reading whatever the client sends. Only ``duplex.route`` and
+    ``ws.join`` are used: the apps that call this also run on an older checkout's package.
+    """
+
+    @duplex.route("/echo", compression=False)
+    def echo(ws: WebSocket) -> None:
+        for message in ws:
+            ws.send(message)
+
+    @duplex.route("/room/<name>", compression=False)
+    def room(ws: WebSocket, name: str) -> None:
+        ws.join(name)
+        for _ in ws:
+            pass

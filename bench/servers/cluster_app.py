@@ -22,7 +22,8 @@ from typing import Any
 
 from flask import Flask
 
-from flask_duplex import Duplex, WebSocket
+from bench.servers import add_room_routes
+from flask_duplex import Duplex
 
 app = Flask(__name__)
 app.config["DUPLEX_MESSAGE_QUEUE"] = os.environ.get("DUPLEX_MESSAGE_QUEUE") or None
@@ -62,14 +63,4 @@ if app.config["DUPLEX_MESSAGE_QUEUE"]:
     _count_what_redis_hands(app.extensions["duplex"].hub)
 
 
-@duplex.route("/echo", compression=False)
-def echo(ws: WebSocket) -> None:  # The benchmark's check that a node is up.
-    for message in ws:
-        ws.send(message)
-
-
-@duplex.route("/room/<name>", compression=False)
-def room(ws: WebSocket, name: str) -> None:
-    ws.join(name)
-    for _ in ws:
-        pass
+add_room_routes(duplex)

@@ -14,7 +14,8 @@ import os
 
 from flask import Flask, request
 
-from flask_duplex import Duplex, WebSocket
+from bench.servers import add_room_routes
+from flask_duplex import Duplex
 
 app = Flask(__name__)
 app.config["DUPLEX_MESSAGE_QUEUE"] = os.environ.get("DUPLEX_MESSAGE_QUEUE") or None
@@ -26,17 +27,7 @@ if hasattr(duplex, "keep_history"):  # The same app serves releases without it (
     duplex.keep_history("kept", size=int(os.environ.get("BENCH_HISTORY_SIZE", "200")), ttl=600)
 
 
-@duplex.route("/echo", compression=False)
-def echo(ws: WebSocket) -> None:  # The benchmark's check that the server is up.
-    for message in ws:
-        ws.send(message)
-
-
-@duplex.route("/room/<name>", compression=False)
-def room(ws: WebSocket, name: str) -> None:
-    ws.join(name)
-    for _ in ws:
-        pass
+add_room_routes(duplex)
 
 
 @app.post("/blast")

@@ -22,6 +22,8 @@ from _thread import LockType
 from collections.abc import Callable
 from typing import Any, Literal, TypeVar, cast
 
+from .tls import is_tls
+
 __all__ = [
     "Kind",
     "Wait",
@@ -197,7 +199,7 @@ def raw_socket(sock: socket.socket) -> socket.socket:
     call per message. Either raises ``BlockingIOError`` when the socket is
     not ready. TLS sockets, and every other model's, are called as they are.
     """
-    if kind() == "gevent" and not hasattr(sock, "pending"):  # pending(): a TLS socket
+    if kind() == "gevent" and not is_tls(sock):
         inner = getattr(sock, "_sock", None)
         if isinstance(inner, _socket.socket):
             return cast("socket.socket", inner)

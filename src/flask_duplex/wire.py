@@ -350,13 +350,13 @@ class ServerProtocol(Protocol):
                 reader.buffer += data
                 return True
             taken = True
-        # The parser is not started, or waits in at_eof, before a frame: see _at_frame_start.
-        parser = self.parser
-        waiting = None if parser is None else parser.gi_yieldfrom  # type: ignore[attr-defined]
+        # A parser at work takes what comes. _parse() lets it go as soon as it waits
+        # for a frame with nothing buffered, so one left here is in a frame, or
+        # was started by resume_parsing() and goes at its next _parse().
         reader = self._input
         if (
             not self._simple
-            or (parser is not None and (waiting is None or waiting.gi_code is not _AT_EOF))
+            or self.parser is not None
             or (reader is not None and (reader.buffer or reader.holding))
             or getattr(self, self._size_attribute) is not None
             or self._state is not _OPEN  # websockets' state property, without its call

@@ -30,6 +30,9 @@ def plot_throughput(document: Document, path: Path) -> None:
         1, len(sizes), figsize=(6.5 * len(sizes), 4.8), squeeze=False, layout="constrained"
     )
     width = 0.8 / max(1, len(contenders))
+    # Eleven contenders and more: tab10 alone would give the first and the eleventh one colour.
+    colors = [plt.get_cmap("tab10")(i) for i in range(10)]
+    colors += [plt.get_cmap("Dark2")(i) for i in range(8)]
     for axis, size in zip(axes[0], sizes, strict=True):
         scenarios = [s for s in echo if s["size"] == size]
         for index, contender in enumerate(contenders):
@@ -39,7 +42,13 @@ def plot_throughput(document: Document, path: Path) -> None:
                 group + (index - (len(contenders) - 1) / 2) * width
                 for group in range(len(scenarios))
             ]
-            axis.bar(positions, heights, width, label=contender["label"])
+            axis.bar(
+                positions,
+                heights,
+                width,
+                label=contender["label"],
+                color=colors[index % len(colors)],
+            )
         axis.set_xticks(range(len(scenarios)))
         axis.set_xticklabels(
             [
